@@ -1,0 +1,11 @@
+//! The GPU path: WGSL kernels run through wgpu.
+
+mod context;
+pub mod kernels;
+mod ops;
+mod tensor;
+pub mod uniform;
+
+pub use context::{enumerate_adapters, instance, pick_adapter, AdapterSummary, ContextOptions, GpuContext};
+pub use ops::{SplitK, DEFAULT_TILE};
+pub use tensor::GpuTensor;

@@ -1,0 +1,369 @@
+//! The validated convolution problem: shapes, parameters, output size and FLOP count.
+//!
+//! This module is the one source of truth for shape arithmetic. The CPU paths, the GPU host code,
+//! the CLI and `explain` all build a [`ConvProblem`] and take every derived size and every
+//! input/output index relation from it.
+
+use crate::error::{Error, Result, TensorRole};
+
+/// Convolution hyper-parameters. Defaults: stride 1, no padding, dilation 1, one group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct ConvParams {
+    /// Stride (height, width), each ≥ 1.
+    pub stride: [usize; 2],
+    /// Zero padding [top, left, bottom, right], each ≥ 0.
+    pub padding: [usize; 4],
+    /// Dilation (height, width), each ≥ 1.
+    pub dilation: [usize; 2],
+    /// Number of groups; divides both C and K.
+    pub groups: usize,
+}
+
+impl Default for ConvParams {
+    fn default() -> Self {
+        ConvParams {
+            stride: [1, 1],
+            padding: [0; 4],
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+}
+
+impl ConvParams {
+    /// Sets the stride (height, width).
+    pub fn stride(mut self, sh: usize, sw: usize) -> Self {
+        self.stride = [sh, sw];
+        self
+    }
+    /// Sets symmetric padding: `ph` rows top and bottom, `pw` columns left and right.
+    pub fn padding(mut self, ph: usize, pw: usize) -> Self {
+        self.padding = [ph, pw, ph, pw];
+        self
+    }
+    /// Sets asymmetric padding [top, left, bottom, right].
+    pub fn padding_tlbr(mut self, top: usize, left: usize, bottom: usize, right: usize) -> Self {
+        self.padding = [top, left, bottom, right];
+        self
+    }
+    /// Sets the dilation (height, width).
+    pub fn dilation(mut self, dh: usize, dw: usize) -> Self {
+        self.dilation = [dh, dw];
+        self
+    }
+    /// Sets the number of groups.
+    pub fn groups(mut self, groups: usize) -> Self {
+        self.groups = groups;
+        self
+    }
+}
+
+/// A validated 2D convolution: input (N, C, H, W), weights (K, C/groups, R, S), output (N, K, P, Q).
+///
+/// Construct with [`ConvProblem::new`]; every field is consistent afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConvProblem {
+    /// Batch size N.
+    pub n: usize,
+    /// Input channels C.
+    pub c: usize,
+    /// Input height H.
+    pub h: usize,
+    /// Input width W.
+    pub w: usize,
+    /// Output channels K.
+    pub k: usize,
+    /// Kernel height R.
+    pub r: usize,
+    /// Kernel width S.
+    pub s: usize,
+    /// Output height P.
+    pub p: usize,
+    /// Output width Q.
+    pub q: usize,
+    /// The hyper-parameters.
+    pub params: ConvParams,
+}
+
+/// Largest element count of any tensor; keeps every flat index inside u32 for the kernels.
+pub const MAX_ELEMENTS: usize = u32::MAX as usize;
+
+fn rank4(role: TensorRole, shape: &[usize]) -> Result<[usize; 4]> {
+    let arr: [usize; 4] = shape.try_into().map_err(|_| Error::Rank {
+        role,
+        expected: 4,
+        shape: shape.to_vec(),
+    })?;
+    if arr.contains(&0) {
+        return Err(Error::ZeroSize {
+            role,
+            shape: shape.to_vec(),
+        });
+    }
+    let elems: u128 = arr.iter().map(|&d| d as u128).product();
+    if elems > MAX_ELEMENTS as u128 {
+        return Err(Error::TooLarge {
+            what: format!("element count of {role} {shape:?}"),
+            value: elems,
+            limit: MAX_ELEMENTS as u128,
+        });
+    }
+    Ok(arr)
+}
+
+/// Output length along one axis, or why it would be empty.
+fn output_len(
+    axis: &'static str,
+    size: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    pad_lo: usize,
+    pad_hi: usize,
+) -> Result<usize> {
+    let padded = size as u128 + pad_lo as u128 + pad_hi as u128;
+    let dilated = dilation as u128 * (kernel as u128 - 1) + 1;
+    if padded < dilated {
+        return Err(Error::EmptyOutput {
+            axis,
+            size,
+            pad_lo,
+            pad_hi,
+            padded: padded.min(usize::MAX as u128) as usize,
+            kernel,
+            dilation,
+            dilated: dilated.min(usize::MAX as u128) as usize,
+        });
+    }
+    Ok(((padded - dilated) / stride as u128 + 1) as usize)
+}
+
+impl ConvProblem {
+    /// Validates a problem from the input shape (N, C, H, W), the weight shape
+    /// (K, C/groups, R, S) and the parameters, and derives the output size
+    /// P = ⌊(H + top + bottom − dh·(R−1) − 1)/sh⌋ + 1, Q likewise.
+    pub fn new(x_shape: &[usize], w_shape: &[usize], params: ConvParams) -> Result<Self> {
+        let [n, c, h, w] = rank4(TensorRole::Input, x_shape)?;
+        let [k, cg, r, s] = rank4(TensorRole::Weight, w_shape)?;
+        for (what, value) in [("stride", params.stride), ("dilation", params.dilation)] {
+            if value.contains(&0) {
+                return Err(Error::ZeroParam { what, value });
+            }
+        }
+        let g = params.groups;
+        if g == 0 {
+            return Err(Error::ZeroGroups);
+        }
+        for (what, value) in [("C", c), ("K", k)] {
+            if value % g != 0 {
+                return Err(Error::GroupsDoNotDivide {
+                    groups: g,
+                    what,
+                    value,
+                });
+            }
+        }
+        if cg != c / g {
+            return Err(Error::WeightChannels {
+                got: cg,
+                expected: c / g,
+                c,
+                groups: g,
+            });
+        }
+        let [pt, pl, pb, pr] = params.padding;
+        let [sh, sw] = params.stride;
+        let [dh, dw] = params.dilation;
+        let p = output_len("height", h, r, sh, dh, pt, pb)?;
+        let q = output_len("width", w, s, sw, dw, pl, pr)?;
+        let y_elems = n as u128 * k as u128 * p as u128 * q as u128;
+        if y_elems > MAX_ELEMENTS as u128 {
+            return Err(Error::TooLarge {
+                what: format!("element count of output ({n}, {k}, {p}, {q})"),
+                value: y_elems,
+                limit: MAX_ELEMENTS as u128,
+            });
+        }
+        // Index arithmetic in the kernels runs in i32 on padded coordinates.
+        for v in [h + pt + pb, w + pl + pr, dh * r, dw * s, sh * p, sw * q] {
+            if v > i32::MAX as usize / 2 {
+                return Err(Error::TooLarge {
+                    what: "a padded, strided or dilated extent".into(),
+                    value: v as u128,
+                    limit: (i32::MAX / 2) as u128,
+                });
+            }
+        }
+        Ok(ConvProblem {
+            n,
+            c,
+            h,
+            w,
+            k,
+            r,
+            s,
+            p,
+            q,
+            params,
+        })
+    }
+
+    /// Validates a problem whose output gradient dy is given: checks dy's shape against (N, K, P, Q).
+    pub fn with_output_grad(
+        x_shape: &[usize],
+        w_shape: &[usize],
+        dy_shape: &[usize],
+        params: ConvParams,
+    ) -> Result<Self> {
+        let problem = Self::new(x_shape, w_shape, params)?;
+        problem.check_shape(TensorRole::OutputGrad, dy_shape)?;
+        Ok(problem)
+    }
+
+    /// Input channels per group, C/groups.
+    pub fn c_per_group(&self) -> usize {
+        self.c / self.params.groups
+    }
+    /// Output channels per group, K/groups.
+    pub fn k_per_group(&self) -> usize {
+        self.k / self.params.groups
+    }
+    /// (N, C, H, W).
+    pub fn x_shape(&self) -> [usize; 4] {
+        [self.n, self.c, self.h, self.w]
+    }
+    /// (K, C/groups, R, S).
+    pub fn w_shape(&self) -> [usize; 4] {
+        [self.k, self.c_per_group(), self.r, self.s]
+    }
+    /// (N, K, P, Q).
+    pub fn y_shape(&self) -> [usize; 4] {
+        [self.n, self.k, self.p, self.q]
+    }
+    /// Number of input elements.
+    pub fn x_len(&self) -> usize {
+        self.x_shape().iter().product()
+    }
+    /// Number of weight elements.
+    pub fn w_len(&self) -> usize {
+        self.w_shape().iter().product()
+    }
+    /// Number of output elements.
+    pub fn y_len(&self) -> usize {
+        self.y_shape().iter().product()
+    }
+    /// Multiply-adds × 2 of one pass: 2·N·K·(C/groups)·R·S·P·Q (the same for all three passes).
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.n * self.k * self.c_per_group() * self.r * self.s) as f64
+            * (self.p * self.q) as f64
+    }
+
+    /// The shape a tensor of `role` must have in this problem.
+    pub fn shape_of(&self, role: TensorRole) -> Vec<usize> {
+        match role {
+            TensorRole::Input => self.x_shape().to_vec(),
+            TensorRole::Weight => self.w_shape().to_vec(),
+            TensorRole::Bias => vec![self.k],
+            TensorRole::Output | TensorRole::OutputGrad => self.y_shape().to_vec(),
+        }
+    }
+
+    /// Checks that `shape` is the shape `role` must have.
+    pub fn check_shape(&self, role: TensorRole, shape: &[usize]) -> Result<()> {
+        let expected = self.shape_of(role);
+        if shape != expected.as_slice() {
+            return Err(Error::ShapeMismatch {
+                role,
+                got: shape.to_vec(),
+                expected,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks that a data slice of `len` elements fits `role`'s shape.
+    pub fn check_len(&self, role: TensorRole, len: usize) -> Result<()> {
+        let shape = self.shape_of(role);
+        let expected = shape.iter().product();
+        if len != expected {
+            return Err(Error::LengthMismatch {
+                role,
+                got: len,
+                expected,
+                shape,
+            });
+        }
+        Ok(())
+    }
+
+    /// The input row that output row `p` reads through kernel row `r`: h = p·sh − top + r·dh,
+    /// or `None` where that lands in the padding.
+    pub fn input_row(&self, p: usize, r: usize) -> Option<usize> {
+        let [sh, _] = self.params.stride;
+        let [dh, _] = self.params.dilation;
+        (p * sh + r * dh)
+            .checked_sub(self.params.padding[0])
+            .filter(|&h| h < self.h)
+    }
+
+    /// The input column that output column `q` reads through kernel column `s`:
+    /// w = q·sw − left + s·dw, or `None` where that lands in the padding.
+    pub fn input_col(&self, q: usize, s: usize) -> Option<usize> {
+        let [_, sw] = self.params.stride;
+        let [_, dw] = self.params.dilation;
+        (q * sw + s * dw)
+            .checked_sub(self.params.padding[1])
+            .filter(|&w| w < self.w)
+    }
+
+    /// The group that output channel `k` belongs to.
+    pub fn group_of_output(&self, k: usize) -> usize {
+        k / self.k_per_group()
+    }
+
+    /// Flat NCHW index into X.
+    pub fn x_index(&self, n: usize, c: usize, h: usize, w: usize) -> usize {
+        ((n * self.c + c) * self.h + h) * self.w + w
+    }
+    /// Flat index into W (K, C/groups, R, S); `cg` is the channel within the group.
+    pub fn w_index(&self, k: usize, cg: usize, r: usize, s: usize) -> usize {
+        ((k * self.c_per_group() + cg) * self.r + r) * self.s + s
+    }
+    /// Flat NKPQ index into Y or dY.
+    pub fn y_index(&self, n: usize, k: usize, p: usize, q: usize) -> usize {
+        ((n * self.k + k) * self.p + p) * self.q + q
+    }
+
+    /// Every term of the forward sum of output (n, k, p, q), in the order (cg, r, s):
+    /// `(input index, weight index)`; padding taps are left out.
+    pub fn taps(&self, n: usize, k: usize, p: usize, q: usize) -> impl Iterator<Item = Tap> + '_ {
+        let cg_count = self.c_per_group();
+        let c0 = self.group_of_output(k) * cg_count;
+        (0..cg_count).flat_map(move |cg| {
+            (0..self.r).flat_map(move |r| {
+                (0..self.s).filter_map(move |s| {
+                    let h = self.input_row(p, r)?;
+                    let w = self.input_col(q, s)?;
+                    Some(Tap {
+                        x: self.x_index(n, c0 + cg, h, w),
+                        w: self.w_index(k, cg, r, s),
+                    })
+                })
+            })
+        })
+    }
+}
+
+/// One multiply of a forward sum: X\[x\] · W\[w\].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tap {
+    /// Flat index into X.
+    pub x: usize,
+    /// Flat index into W.
+    pub w: usize,
+}
+
+/// Validates a bias-gradient input dy: rank 4, no zero sizes.
+pub fn check_output_grad_shape(dy_shape: &[usize]) -> Result<[usize; 4]> {
+    rank4(TensorRole::OutputGrad, dy_shape)
+}
