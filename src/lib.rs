@@ -33,6 +33,7 @@
 pub mod cpu;
 pub mod error;
 pub mod gpu;
+pub mod npy;
 pub mod problem;
 pub mod rng;
 

@@ -9,75 +9,91 @@ use rayon::prelude::*;
 use crate::error::{Result, TensorRole};
 use crate::problem::{check_output_grad_shape, ConvProblem};
 
+fn widen(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&a| a as f64).collect()
+}
+
+fn narrow(v: Vec<f64>) -> Vec<f32> {
+    v.into_iter().map(|a| a as f32).collect()
+}
+
 /// Y = conv(X, W) (+ b): Y\[n,k,p,q\] = Σ_{c,r,s} X\[n,c,p·sh−top+r·dh,q·sw−left+s·dw\]·W\[k,c,r,s\] + b\[k\].
 pub fn forward(problem: &ConvProblem, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
+    let bias = bias.map(widen);
+    forward_f64(problem, &widen(x), &widen(w), bias.as_deref()).map(narrow)
+}
+
+/// dX\[n,c,h,w\] = Σ over every (k, p, q, r, s) whose window put X\[n,c,h,w\] under W\[k,c,r,s\] of dY\[n,k,p,q\]·W\[k,c,r,s\].
+pub fn input_grad(problem: &ConvProblem, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
+    input_grad_f64(problem, &widen(dy), &widen(w)).map(narrow)
+}
+
+/// dW\[k,c,r,s\] = Σ_{n,p,q} dY\[n,k,p,q\]·X\[n,c,p·sh−top+r·dh,q·sw−left+s·dw\]: one term per output
+/// position the shared weight touched.
+pub fn weight_grad(problem: &ConvProblem, dy: &[f32], x: &[f32]) -> Result<Vec<f32>> {
+    weight_grad_f64(problem, &widen(dy), &widen(x)).map(narrow)
+}
+
+/// [`forward`] in f64 throughout (for gradient checks).
+pub fn forward_f64(problem: &ConvProblem, x: &[f64], w: &[f64], bias: Option<&[f64]>) -> Result<Vec<f64>> {
     problem.check_len(TensorRole::Input, x.len())?;
     problem.check_len(TensorRole::Weight, w.len())?;
     if let Some(b) = bias {
         problem.check_len(TensorRole::Bias, b.len())?;
     }
     let pq = problem.p * problem.q;
-    let mut y = vec![0f32; problem.y_len()];
+    let mut y = vec![0f64; problem.y_len()];
     y.par_chunks_mut(pq).enumerate().for_each(|(nk, plane)| {
         let (n, k) = (nk / problem.k, nk % problem.k);
         for (i, out) in plane.iter_mut().enumerate() {
             let (p, q) = (i / problem.q, i % problem.q);
-            let mut acc = bias.map_or(0.0, |b| b[k] as f64);
+            let mut acc = bias.map_or(0.0, |b| b[k]);
             for tap in problem.taps(n, k, p, q) {
-                acc += x[tap.x] as f64 * w[tap.w] as f64;
+                acc += x[tap.x] * w[tap.w];
             }
-            *out = acc as f32;
+            *out = acc;
         }
     });
     Ok(y)
 }
 
-/// dX\[n,c,h,w\] = Σ over every (k, p, q, r, s) whose window put X\[n,c,h,w\] under W\[k,c,r,s\] of dY\[n,k,p,q\]·W\[k,c,r,s\].
-pub fn input_grad(problem: &ConvProblem, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
+/// [`input_grad`] in f64 throughout: scatters dY·W along every forward term.
+pub fn input_grad_f64(problem: &ConvProblem, dy: &[f64], w: &[f64]) -> Result<Vec<f64>> {
     problem.check_len(TensorRole::OutputGrad, dy.len())?;
     problem.check_len(TensorRole::Weight, w.len())?;
     let chw = problem.c * problem.h * problem.w;
-    let mut dx = vec![0f32; problem.x_len()];
+    let mut dx = vec![0f64; problem.x_len()];
     dx.par_chunks_mut(chw).enumerate().for_each(|(n, dx_n)| {
-        let mut acc = vec![0f64; chw];
         for k in 0..problem.k {
             for p in 0..problem.p {
                 for q in 0..problem.q {
-                    let g = dy[problem.y_index(n, k, p, q)] as f64;
+                    let g = dy[problem.y_index(n, k, p, q)];
                     for tap in problem.taps(n, k, p, q) {
-                        acc[tap.x - n * chw] += g * w[tap.w] as f64;
+                        dx_n[tap.x - n * chw] += g * w[tap.w];
                     }
                 }
             }
-        }
-        for (out, a) in dx_n.iter_mut().zip(acc) {
-            *out = a as f32;
         }
     });
     Ok(dx)
 }
 
-/// dW\[k,c,r,s\] = Σ_{n,p,q} dY\[n,k,p,q\]·X\[n,c,p·sh−top+r·dh,q·sw−left+s·dw\]: one term per output
-/// position the shared weight touched.
-pub fn weight_grad(problem: &ConvProblem, dy: &[f32], x: &[f32]) -> Result<Vec<f32>> {
+/// [`weight_grad`] in f64 throughout: scatters dY·X along every forward term.
+pub fn weight_grad_f64(problem: &ConvProblem, dy: &[f64], x: &[f64]) -> Result<Vec<f64>> {
     problem.check_len(TensorRole::OutputGrad, dy.len())?;
     problem.check_len(TensorRole::Input, x.len())?;
     let crs = problem.c_per_group() * problem.r * problem.s;
-    let mut dw = vec![0f32; problem.w_len()];
+    let mut dw = vec![0f64; problem.w_len()];
     dw.par_chunks_mut(crs).enumerate().for_each(|(k, dw_k)| {
-        let mut acc = vec![0f64; crs];
         for n in 0..problem.n {
             for p in 0..problem.p {
                 for q in 0..problem.q {
-                    let g = dy[problem.y_index(n, k, p, q)] as f64;
+                    let g = dy[problem.y_index(n, k, p, q)];
                     for tap in problem.taps(n, k, p, q) {
-                        acc[tap.w - k * crs] += g * x[tap.x] as f64;
+                        dw_k[tap.w - k * crs] += g * x[tap.x];
                     }
                 }
             }
-        }
-        for (out, a) in dw_k.iter_mut().zip(acc) {
-            *out = a as f32;
         }
     });
     Ok(dw)

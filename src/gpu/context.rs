@@ -31,6 +31,11 @@ pub struct AdapterSummary {
 }
 
 impl AdapterSummary {
+    /// The summary of a wgpu adapter.
+    pub fn from_adapter(adapter: &wgpu::Adapter) -> Self {
+        Self::from_info(&adapter.get_info())
+    }
+
     fn from_info(info: &wgpu::AdapterInfo) -> Self {
         AdapterSummary {
             name: info.name.clone(),

@@ -51,11 +51,9 @@ pub fn compare(got: &[f32], want: &[f32]) -> Comparison {
         if err > MAX_TOL * scale {
             bad += 1;
         }
-        if !(err <= worst_err) || err > worst_err {
-            if err > worst_err || !err.is_finite() {
-                worst_err = err;
-                worst = i;
-            }
+        if err > worst_err {
+            worst_err = err;
+            worst = i;
         }
     }
     Comparison {

@@ -1,0 +1,230 @@
+//! Every GPU op against the f64 reference over a seeded sweep of problems that covers each
+//! parameter class and kernel path. Outputs are poisoned with NaN before every run.
+
+mod common;
+
+use common::*;
+use gpuconv::cpu::reference;
+use gpuconv::gpu::SplitK;
+use gpuconv::{ConvParams, ConvProblem};
+
+/// A problem as (x shape, w shape, params), with a label for failure messages.
+#[derive(Debug, Clone)]
+struct Case {
+    label: String,
+    x: [usize; 4],
+    w: [usize; 4],
+    params: ConvParams,
+}
+
+fn case(label: &str, x: [usize; 4], w: [usize; 4], params: ConvParams) -> Case {
+    Case {
+        label: label.to_string(),
+        x,
+        w,
+        params,
+    }
+}
+
+/// Hand-picked problems, one per class the sweep must hit for sure.
+fn named_cases() -> Vec<Case> {
+    let p = ConvParams::default;
+    vec![
+        case("1x1 kernel", [2, 8, 5, 7], [12, 8, 1, 1], p()),
+        case("1x7 kernel", [1, 3, 6, 11], [5, 3, 1, 7], p().padding(0, 3)),
+        case("3x5 kernel", [2, 5, 9, 8], [7, 5, 3, 5], p().padding_tlbr(1, 2, 0, 3)),
+        case("output 1x1", [3, 4, 5, 5], [6, 4, 5, 5], p()),
+        case("stride 3 > kernel 2", [1, 3, 11, 10], [4, 3, 2, 2], p().stride(3, 3)),
+        case("stride 3 > kernel 1", [2, 5, 10, 9], [3, 5, 1, 1], p().stride(3, 2)),
+        case("unequal strides", [1, 7, 13, 9], [5, 7, 3, 3], p().stride(1, 2).padding(1, 1)),
+        case("dilation 2", [2, 3, 12, 12], [4, 3, 3, 3], p().dilation(2, 2).padding(2, 2)),
+        case("dilation 3 unequal", [1, 4, 14, 11], [3, 4, 3, 2], p().dilation(3, 1).padding_tlbr(0, 1, 3, 0)),
+        case("groups 2", [2, 6, 8, 8], [10, 3, 3, 3], p().groups(2).padding(1, 1)),
+        case("groups 4", [1, 8, 7, 9], [12, 2, 3, 3], p().groups(4).stride(2, 2).padding(1, 1)),
+        case("depthwise K=C", [2, 7, 9, 9], [7, 1, 3, 3], p().groups(7).padding(1, 1)),
+        case("depthwise K=2C", [2, 5, 8, 10], [10, 1, 3, 3], p().groups(5).padding(1, 1).stride(2, 1)),
+        case("asymmetric padding", [1, 3, 7, 6], [4, 3, 3, 3], p().padding_tlbr(0, 2, 3, 1)),
+        case("kernel larger than input", [1, 2, 3, 2], [3, 2, 5, 4], p().padding_tlbr(2, 2, 1, 1)),
+        case("stride 2, last row never read", [1, 3, 6, 6], [4, 3, 3, 3], p().stride(2, 2)),
+        case("channels 1", [3, 1, 9, 9], [1, 1, 3, 3], p().padding(1, 1)),
+        case("non-multiple of 4 channels", [2, 13, 6, 6], [11, 13, 3, 3], p().padding(1, 1)),
+        case("multiple of 4 channels", [2, 16, 6, 6], [32, 16, 3, 3], p().padding(1, 1)),
+        case("stride 2 dilation 2 groups 3", [2, 9, 15, 13], [6, 3, 3, 3], p().stride(2, 2).dilation(2, 2).groups(3).padding(2, 1)),
+        case("long reduction for split-K", [4, 3, 40, 40], [5, 3, 3, 3], p().padding(1, 1)),
+    ]
+}
+
+/// A random valid problem: channels 1–8 per group (multiples of 4 and not), spatial 1–14,
+/// kernels 1–7, stride and dilation 1–3, padding 0–3 per side, groups 1/2/3/4/depthwise.
+fn random_case(rng: &mut SplitMix64, i: usize) -> Case {
+    loop {
+        let groups = rng.pick(&[1, 1, 1, 2, 3, 4]);
+        let depthwise = rng.range(0, 6) == 0;
+        let (c, k, groups) = if depthwise {
+            let c = rng.pick(&[1, 3, 4, 5, 7, 8]);
+            (c, c * rng.pick(&[1, 2]), c)
+        } else {
+            let cg = rng.pick(&[1, 2, 3, 4, 5, 7, 8]);
+            let kg = rng.pick(&[1, 3, 4, 5, 7, 8, 9]);
+            (cg * groups, kg * groups, groups)
+        };
+        let x = [rng.range(1, 4), c, rng.range(1, 15), rng.range(1, 15)];
+        let w = [k, c / groups, rng.pick(&[1, 2, 3, 3, 5, 7]), rng.pick(&[1, 2, 3, 3, 5, 7])];
+        let params = ConvParams {
+            stride: [rng.range(1, 4), rng.range(1, 4)],
+            padding: [rng.range(0, 4), rng.range(0, 4), rng.range(0, 4), rng.range(0, 4)],
+            dilation: [rng.pick(&[1, 1, 2, 3]), rng.pick(&[1, 1, 2, 3])],
+            groups,
+        };
+        if ConvProblem::new(&x, &w, params).is_ok() {
+            return case(&format!("random #{i}"), x, w, params);
+        }
+    }
+}
+
+fn check_all_ops(case: &Case, rng: &mut SplitMix64) {
+    let ctx = gpu().expect("GPU context");
+    let pb = ConvProblem::new(&case.x, &case.w, case.params).unwrap();
+    let what = |op: &str| format!("{op} on {} x={:?} w={:?} {:?}", case.label, case.x, case.w, case.params);
+    let x = rng.tensor(pb.x_len());
+    let w = rng.tensor(pb.w_len());
+    let b = rng.tensor(pb.k);
+    let dy = rng.tensor(pb.y_len());
+    let (xs, ws, ys) = (pb.x_shape(), pb.w_shape(), pb.y_shape());
+
+    let y = ctx.conv2d_forward(&x, &xs, &w, &ws, Some(&b), case.params).unwrap();
+    assert_close(&what("forward"), &y, &reference::forward(&pb, &x, &w, Some(&b)).unwrap());
+    let dx = ctx.conv2d_input_grad(&dy, &ys, &w, &ws, &xs, case.params).unwrap();
+    assert_close(&what("input-grad"), &dx, &reference::input_grad(&pb, &dy, &w).unwrap());
+    let dw = ctx.conv2d_weight_grad(&dy, &ys, &x, &xs, &ws, case.params).unwrap();
+    assert_close(&what("weight-grad"), &dw, &reference::weight_grad(&pb, &dy, &x).unwrap());
+    let db = ctx.conv2d_bias_grad(&dy, &ys).unwrap();
+    assert_close(&what("bias-grad"), &db, &reference::bias_grad(&ys, &dy).unwrap());
+}
+
+#[test]
+fn named_cases_match_reference() {
+    let mut rng = SplitMix64::new(0x5eed_0001);
+    for case in named_cases() {
+        check_all_ops(&case, &mut rng);
+    }
+}
+
+#[test]
+fn random_sweep_matches_reference() {
+    let seed = 0x5eed_0002;
+    eprintln!("random sweep seed {seed:#x}");
+    let mut rng = SplitMix64::new(seed);
+    for i in 0..220 {
+        let case = random_case(&mut rng, i);
+        check_all_ops(&case, &mut rng);
+    }
+}
+
+#[test]
+fn forward_without_bias_matches_reference() {
+    let ctx = gpu().expect("GPU context");
+    let mut rng = SplitMix64::new(7);
+    let params = ConvParams::default().padding(1, 1);
+    let pb = ConvProblem::new(&[2, 3, 6, 5], &[4, 3, 3, 3], params).unwrap();
+    let (x, w) = (rng.tensor(pb.x_len()), rng.tensor(pb.w_len()));
+    let y = ctx.conv2d_forward(&x, &pb.x_shape(), &w, &pb.w_shape(), None, params).unwrap();
+    assert_close("forward, no bias", &y, &reference::forward(&pb, &x, &w, None).unwrap());
+}
+
+#[test]
+fn split_k_is_exact_for_uneven_splits_and_repeats_bit_for_bit() {
+    let ctx = gpu().expect("GPU context");
+    let mut rng = SplitMix64::new(11);
+    let params = ConvParams::default().padding(1, 1).stride(1, 2);
+    let pb = ConvProblem::new(&[3, 4, 13, 17], &[6, 4, 3, 3], params).unwrap();
+    let red_len = pb.n * pb.p * pb.q; // 3·13·9 = 351: prime factors 3, 3, 3, 13
+    let (x, dy) = (rng.tensor(pb.x_len()), rng.tensor(pb.y_len()));
+    let want = reference::weight_grad(&pb, &dy, &x).unwrap();
+    let xt = ctx.upload(&x, &pb.x_shape()).unwrap();
+    let dyt = ctx.upload(&dy, &pb.y_shape()).unwrap();
+    for splits in [1, 2, 4, 5, 7, 16, 64, red_len] {
+        let split = SplitK::with_splits(red_len, splits);
+        assert!(split.splits * split.split_len >= red_len);
+        let first = ctx.read(&ctx.weight_grad_with_split(&dyt, &xt, &pb, split).unwrap()).unwrap();
+        assert_close(&format!("weight-grad with {splits} splits"), &first, &want);
+        let again = ctx.read(&ctx.weight_grad_with_split(&dyt, &xt, &pb, split).unwrap()).unwrap();
+        assert!(
+            first.iter().zip(&again).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "weight-grad with {splits} splits differs between two runs"
+        );
+    }
+}
+
+#[test]
+fn chained_ops_stay_on_device() {
+    // forward → input-grad → weight-grad without reading back in between.
+    let ctx = gpu().expect("GPU context");
+    let mut rng = SplitMix64::new(21);
+    let params = ConvParams::default().padding(1, 1).stride(2, 2);
+    let pb = ConvProblem::new(&[2, 3, 9, 8], &[5, 3, 3, 3], params).unwrap();
+    let (x, w) = (rng.tensor(pb.x_len()), rng.tensor(pb.w_len()));
+    let xt = ctx.upload(&x, &pb.x_shape()).unwrap();
+    let wt = ctx.upload(&w, &pb.w_shape()).unwrap();
+    let yt = ctx.forward(&xt, &wt, None, params).unwrap();
+    let dxt = ctx.input_grad(&yt, &wt, &pb.x_shape(), params).unwrap();
+    let dwt = ctx.weight_grad(&yt, &xt, &pb.w_shape(), params).unwrap();
+    let dbt = ctx.bias_grad(&yt).unwrap();
+    let y = reference::forward(&pb, &x, &w, None).unwrap();
+    assert_close("chain forward", &ctx.read(&yt).unwrap(), &y);
+    assert_close("chain dx", &ctx.read(&dxt).unwrap(), &reference::input_grad(&pb, &y, &w).unwrap());
+    assert_close("chain dw", &ctx.read(&dwt).unwrap(), &reference::weight_grad(&pb, &y, &x).unwrap());
+    assert_close("chain db", &ctx.read(&dbt).unwrap(), &reference::bias_grad(&pb.y_shape(), &y).unwrap());
+}
+
+#[test]
+fn grid_beyond_65535_workgroups_in_one_dimension() {
+    // 1·1·2100·2100 output pixels / 64 rows per workgroup = 68 907 workgroups > 65 535.
+    let ctx = gpu().expect("GPU context");
+    let mut rng = SplitMix64::new(31);
+    let params = ConvParams::default();
+    let pb = ConvProblem::new(&[1, 1, 2100, 2100], &[1, 1, 1, 1], params).unwrap();
+    let (x, w, dy) = (rng.tensor(pb.x_len()), rng.tensor(1), rng.tensor(pb.y_len()));
+    let y = ctx.conv2d_forward(&x, &pb.x_shape(), &w, &pb.w_shape(), None, params).unwrap();
+    assert_close("large-grid forward", &y, &reference::forward(&pb, &x, &w, None).unwrap());
+    let dx = ctx.conv2d_input_grad(&dy, &pb.y_shape(), &w, &pb.w_shape(), &pb.x_shape(), params).unwrap();
+    assert_close("large-grid input-grad", &dx, &reference::input_grad(&pb, &dy, &w).unwrap());
+    // Bias gradient with one workgroup per channel: 70 000 channels.
+    let dy_shape = [1, 70_000, 1, 2];
+    let dy = rng.tensor(140_000);
+    let db = ctx.conv2d_bias_grad(&dy, &dy_shape).unwrap();
+    assert_close("large-grid bias-grad", &db, &reference::bias_grad(&dy_shape, &dy).unwrap());
+}
+
+#[test]
+fn context_is_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<gpuconv::GpuContext>();
+    assert_send_sync::<gpuconv::GpuTensor>();
+    let ctx = gpu().expect("GPU context");
+    std::thread::scope(|scope| {
+        for t in 0..4u64 {
+            scope.spawn(move || {
+                let mut rng = SplitMix64::new(100 + t);
+                let params = ConvParams::default().padding(1, 1);
+                let pb = ConvProblem::new(&[1, 3, 8, 8], &[4, 3, 3, 3], params).unwrap();
+                for _ in 0..5 {
+                    let (x, w) = (rng.tensor(pb.x_len()), rng.tensor(pb.w_len()));
+                    let y = ctx.conv2d_forward(&x, &pb.x_shape(), &w, &pb.w_shape(), None, params).unwrap();
+                    assert_close("threaded forward", &y, &reference::forward(&pb, &x, &w, None).unwrap());
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn async_entry_points_match_blocking_ones() {
+    let ctx = gpu().expect("GPU context");
+    let mut rng = SplitMix64::new(41);
+    let params = ConvParams::default().padding(1, 1);
+    let pb = ConvProblem::new(&[1, 2, 5, 5], &[3, 2, 3, 3], params).unwrap();
+    let (x, w) = (rng.tensor(pb.x_len()), rng.tensor(pb.w_len()));
+    let got = pollster::block_on(ctx.conv2d_forward_async(&x, &pb.x_shape(), &w, &pb.w_shape(), None, params)).unwrap();
+    assert_close("async forward", &got, &reference::forward(&pb, &x, &w, None).unwrap());
+}
