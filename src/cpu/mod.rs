@@ -2,4 +2,5 @@
 //! fast path (im2col + GEMM) that the benchmark calls "CPU".
 
 
+pub mod fast;
 pub mod reference;
