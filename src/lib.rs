@@ -33,10 +33,12 @@
 pub mod cpu;
 pub mod error;
 pub mod gpu;
+pub mod metrics;
 pub mod npy;
 pub mod problem;
 pub mod rng;
+pub mod suite;
 
 pub use error::{Error, Result, TensorRole};
 pub use gpu::{GpuContext, GpuTensor};
-pub use problem::{ConvParams, ConvProblem};
+pub use problem::{ConvParams, ConvProblem, Op};

@@ -6,6 +6,32 @@
 
 use crate::error::{Error, Result, TensorRole};
 
+/// The ops of a convolution's training step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Op {
+    /// Y = conv(X, W) (+ b).
+    Forward,
+    /// dX from dY and W.
+    InputGrad,
+    /// dW from dY and X.
+    WeightGrad,
+    /// db from dY.
+    BiasGrad,
+}
+
+impl Op {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Forward => "forward",
+            Op::InputGrad => "input-grad",
+            Op::WeightGrad => "weight-grad",
+            Op::BiasGrad => "bias-grad",
+        }
+    }
+}
+
 /// Convolution hyper-parameters. Defaults: stride 1, no padding, dilation 1, one group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ConvParams {

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. Every subcommand returns `gpuconv::Result`; `main` turns an
 //! error into one line on stderr and a non-zero exit.
 
+mod bench;
 mod info;
 mod run;
 
@@ -20,6 +21,8 @@ enum Command {
     Run(run::RunArgs),
     /// List the adapters wgpu sees and the one gpuconv would pick.
     Info,
+    /// Time CPU (fast path) and GPU on a shape suite, checking every result against the reference.
+    Bench(bench::BenchArgs),
 }
 
 /// Convolution flags shared by `run`, `bench` and `explain`.
@@ -124,6 +127,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Run(args) => run::run(&args),
         Command::Info => info::info(),
+        Command::Bench(args) => bench::bench(&args),
     };
     match result {
         Ok(()) => 0,

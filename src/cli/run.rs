@@ -6,22 +6,9 @@ use clap::{Args, ValueEnum};
 use gpuconv::cpu::reference;
 use gpuconv::npy::{self, Array};
 use gpuconv::problem::check_output_grad_shape;
-use gpuconv::{ConvProblem, Error, GpuContext, Result, TensorRole};
+use gpuconv::{ConvProblem, Error, GpuContext, Op, Result, TensorRole};
 
 use super::{parse_shape, ConvFlags};
-
-/// The op to run.
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum Op {
-    /// Y = conv(X, W) (+ b).
-    Forward,
-    /// dX from dY and W.
-    InputGrad,
-    /// dW from dY and X.
-    WeightGrad,
-    /// db from dY.
-    BiasGrad,
-}
 
 /// Where to compute.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -68,7 +55,7 @@ pub struct RunArgs {
 fn required<'a, T>(value: &'a Option<T>, flag: &str, op: Op) -> Result<&'a T> {
     value
         .as_ref()
-        .ok_or_else(|| Error::Invalid(format!("--op {op:?} needs --{flag}").to_lowercase()))
+        .ok_or_else(|| Error::Invalid(format!("--op {} needs --{flag}", op.name())))
 }
 
 fn read(path: &std::path::Path) -> Result<Array> {

@@ -9,7 +9,7 @@ use crate::gpu::kernels::{Kernel, TileSpec};
 use crate::gpu::tensor::GpuTensor;
 use crate::gpu::uniform::ConvUniform;
 use crate::gpu::GpuContext;
-use crate::problem::{check_output_grad_shape, ConvParams, ConvProblem};
+use crate::problem::{check_output_grad_shape, ConvParams, ConvProblem, Op};
 
 /// The implicit-GEMM tile used by the forward, input-gradient and weight-gradient kernels.
 pub const DEFAULT_TILE: TileSpec = TileSpec {
@@ -240,12 +240,7 @@ impl GpuContext {
         params: ConvParams,
     ) -> Result<GpuTensor> {
         let problem = ConvProblem::with_output_grad(x.shape(), w_shape, dy.shape(), params)?;
-        let tiles_m = problem.k_per_group().div_ceil(DEFAULT_TILE.rows_per_workgroup() as usize);
-        let crs = problem.c_per_group() * problem.r * problem.s;
-        let tiles_n = crs.div_ceil(DEFAULT_TILE.cols_per_workgroup() as usize);
-        let tiles = tiles_m * tiles_n * problem.params.groups;
-        let split = SplitK::choose(problem.n * problem.p * problem.q, tiles);
-        self.weight_grad_with_split(dy, x, &problem, split)
+        self.weight_grad_with_split(dy, x, &problem, weight_grad_split(&problem))
     }
 
     /// [`GpuContext::weight_grad`] with an explicit split-K (for tests and tuning).
@@ -337,6 +332,29 @@ impl GpuContext {
             )
         })?;
         Ok(GpuTensor::new(self, db, vec![k]))
+    }
+}
+
+/// The split-K the weight gradient uses for `problem`.
+pub fn weight_grad_split(problem: &ConvProblem) -> SplitK {
+    let tiles_m = problem.k_per_group().div_ceil(DEFAULT_TILE.rows_per_workgroup() as usize);
+    let crs = problem.c_per_group() * problem.r * problem.s;
+    let tiles_n = crs.div_ceil(DEFAULT_TILE.cols_per_workgroup() as usize);
+    let tiles = tiles_m * tiles_n * problem.params.groups;
+    SplitK::choose(problem.n * problem.p * problem.q, tiles)
+}
+
+/// Which kernel and tile an op runs with on `problem`, for reports and `--verbose`.
+pub fn describe_plan(op: Op, problem: &ConvProblem) -> String {
+    let [sh, sw] = problem.params.stride;
+    match op {
+        Op::Forward => format!("implicit GEMM, {DEFAULT_TILE}"),
+        Op::InputGrad => format!("implicit GEMM x {} stride phases, {DEFAULT_TILE}", sh.min(problem.h) * sw.min(problem.w)),
+        Op::WeightGrad => {
+            let split = weight_grad_split(problem);
+            format!("GEMM split-K {}x{}, {DEFAULT_TILE}", split.splits, split.split_len)
+        }
+        Op::BiasGrad => "workgroup tree reduction".to_string(),
     }
 }
 

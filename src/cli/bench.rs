@@ -1,0 +1,385 @@
+//! `gpuconv bench`: CPU (fast path) vs GPU on a shape suite, side by side, with every result
+//! checked against the f64 reference in the same run.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use gpuconv::cpu::{fast, reference};
+use gpuconv::gpu::describe_plan;
+use gpuconv::metrics::{compare, ErrorStats};
+use gpuconv::rng::SplitMix64;
+use gpuconv::suite::{self, Shape};
+use gpuconv::{ConvProblem, Error, GpuContext, GpuTensor, Op, Result};
+
+/// A column of the benchmark.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum BenchDevice {
+    /// The fast CPU path (im2col + GEMM, rayon).
+    Cpu,
+    /// The WGSL kernels: inputs resident, and end-to-end (upload + run + read-back).
+    Gpu,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Shape suite (JSON, same format as benches/shapes.json); default: the embedded suite.
+    #[arg(long)]
+    shapes: Option<PathBuf>,
+    /// Only shapes whose name contains this text.
+    #[arg(long)]
+    only: Option<String>,
+    /// Override every shape's batch size.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Ops to time.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "forward,input-grad,weight-grad")]
+    ops: Vec<Op>,
+    /// Devices to time.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "cpu,gpu")]
+    devices: Vec<BenchDevice>,
+    /// Timed runs per measurement (after one warm-up run).
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Write one JSON record per line here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Draw GFLOP/s per shape and op for CPU and GPU as an SVG bar chart.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+/// One measurement, as written to --json.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Record {
+    shape: String,
+    op: Op,
+    device: &'static str,
+    median_ms: f64,
+    min_ms: f64,
+    max_ms: f64,
+    gflops: f64,
+    rel_err: f64,
+    max_err: f64,
+    flops: f64,
+    plan: String,
+}
+
+struct Timing {
+    median_ms: f64,
+    min_ms: f64,
+    max_ms: f64,
+}
+
+/// Runs `f` once to warm up, then `repeats` times, and returns its last result and the timing.
+fn time<T>(repeats: usize, mut f: impl FnMut() -> Result<T>) -> Result<(T, Timing)> {
+    let mut out = f()?;
+    let mut ms = Vec::with_capacity(repeats);
+    for _ in 0..repeats.max(1) {
+        let t = Instant::now();
+        out = f()?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(f64::total_cmp);
+    let timing = Timing {
+        median_ms: ms[ms.len() / 2],
+        min_ms: ms[0],
+        max_ms: ms[ms.len() - 1],
+    };
+    Ok((out, timing))
+}
+
+struct Inputs {
+    x: Vec<f32>,
+    w: Vec<f32>,
+    dy: Vec<f32>,
+}
+
+fn reference_result(op: Op, pb: &ConvProblem, i: &Inputs) -> Result<Vec<f32>> {
+    match op {
+        Op::Forward => reference::forward(pb, &i.x, &i.w, None),
+        Op::InputGrad => reference::input_grad(pb, &i.dy, &i.w),
+        Op::WeightGrad => reference::weight_grad(pb, &i.dy, &i.x),
+        Op::BiasGrad => reference::bias_grad(&pb.y_shape(), &i.dy),
+    }
+}
+
+fn cpu_result(op: Op, pb: &ConvProblem, i: &Inputs) -> Result<Vec<f32>> {
+    match op {
+        Op::Forward => fast::forward(pb, &i.x, &i.w, None),
+        Op::InputGrad => fast::input_grad(pb, &i.dy, &i.w),
+        Op::WeightGrad => fast::weight_grad(pb, &i.dy, &i.x),
+        Op::BiasGrad => fast::bias_grad(&pb.y_shape(), &i.dy),
+    }
+}
+
+struct Resident {
+    x: GpuTensor,
+    w: GpuTensor,
+    dy: GpuTensor,
+}
+
+fn gpu_resident(ctx: &GpuContext, op: Op, pb: &ConvProblem, t: &Resident) -> Result<GpuTensor> {
+    let params = pb.params;
+    match op {
+        Op::Forward => ctx.forward(&t.x, &t.w, None, params),
+        Op::InputGrad => ctx.input_grad(&t.dy, &t.w, &pb.x_shape(), params),
+        Op::WeightGrad => ctx.weight_grad(&t.dy, &t.x, &pb.w_shape(), params),
+        Op::BiasGrad => ctx.bias_grad(&t.dy),
+    }
+}
+
+fn gpu_end_to_end(ctx: &GpuContext, op: Op, pb: &ConvProblem, i: &Inputs) -> Result<Vec<f32>> {
+    let (xs, ws, ys, params) = (pb.x_shape(), pb.w_shape(), pb.y_shape(), pb.params);
+    match op {
+        Op::Forward => ctx.conv2d_forward(&i.x, &xs, &i.w, &ws, None, params),
+        Op::InputGrad => ctx.conv2d_input_grad(&i.dy, &ys, &i.w, &ws, &xs, params),
+        Op::WeightGrad => ctx.conv2d_weight_grad(&i.dy, &ys, &i.x, &xs, &ws, params),
+        Op::BiasGrad => ctx.conv2d_bias_grad(&i.dy, &ys),
+    }
+}
+
+fn load_suite(args: &BenchArgs) -> Result<Vec<Shape>> {
+    let mut shapes = match &args.shapes {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            suite::parse(&text, &path.display().to_string())?
+        }
+        None => suite::default_suite(),
+    };
+    if let Some(only) = &args.only {
+        shapes.retain(|s| s.name.contains(only.as_str()));
+    }
+    if let Some(n) = args.batch {
+        shapes.iter_mut().for_each(|s| s.n = n);
+    }
+    if shapes.is_empty() {
+        return Err(Error::Invalid("no shapes selected".into()));
+    }
+    Ok(shapes)
+}
+
+fn fmt_err(e: &ErrorStats) -> String {
+    let flag = if e.within_tolerance() { "" } else { " FAIL" };
+    format!("{:.1e}{flag}", e.rel_l2)
+}
+
+pub fn bench(args: &BenchArgs) -> Result<()> {
+    let shapes = load_suite(args)?;
+    let want_cpu = args.devices.contains(&BenchDevice::Cpu);
+    let ctx = if args.devices.contains(&BenchDevice::Gpu) {
+        Some(GpuContext::new()?)
+    } else {
+        None
+    };
+    println!("gpuconv bench: {} shapes x {} ops, {} timed runs each (median)", shapes.len(), args.ops.len(), args.repeats);
+    match &ctx {
+        Some(ctx) => println!("GPU: {}", ctx.adapter()),
+        None => println!("GPU: not measured"),
+    }
+    println!("CPU: fast path (im2col + gemm), {} rayon threads", rayon::current_num_threads());
+    println!("error: relative L2 against the f64 reference, computed this run (FAIL beyond 1e-5 / scaled max 1e-4)");
+    println!();
+    println!(
+        "{:<20} {:<11} {:>9} {:>8} {:>9} {:>8} {:>9} {:>8} {:>8} {:>10} {:>10}  gpu plan",
+        "shape", "op", "cpu ms", "GF/s", "gpu ms", "GF/s", "e2e ms", "GF/s", "gpu/cpu", "err cpu", "err gpu"
+    );
+
+    let mut records: Vec<Record> = Vec::new();
+    let mut failures = 0usize;
+    let total = shapes.len() * args.ops.len();
+    let mut done = 0usize;
+    for (si, shape) in shapes.iter().enumerate() {
+        let pb = shape.problem()?;
+        let mut rng = SplitMix64::new(0xbe4c_0000 + si as u64);
+        let inputs = Inputs {
+            x: rng.tensor(pb.x_len()),
+            w: rng.tensor(pb.w_len()),
+            dy: rng.tensor(pb.y_len()),
+        };
+        let resident = match &ctx {
+            Some(ctx) => Some(Resident {
+                x: ctx.upload(&inputs.x, &pb.x_shape())?,
+                w: ctx.upload(&inputs.w, &pb.w_shape())?,
+                dy: ctx.upload(&inputs.dy, &pb.y_shape())?,
+            }),
+            None => None,
+        };
+        for &op in &args.ops {
+            done += 1;
+            eprintln!("[{done}/{total}] {} {} ...", shape.name, op.name());
+            let want = reference_result(op, &pb, &inputs)?;
+            let flops = pb.flops();
+            let gflops = |ms: f64| flops / ms / 1e6;
+            let mut push = |device: &'static str, t: &Timing, err: &ErrorStats, plan: String| {
+                records.push(Record {
+                    shape: shape.name.clone(),
+                    op,
+                    device,
+                    median_ms: t.median_ms,
+                    min_ms: t.min_ms,
+                    max_ms: t.max_ms,
+                    gflops: gflops(t.median_ms),
+                    rel_err: err.rel_l2,
+                    max_err: err.scaled_max,
+                    flops,
+                    plan,
+                });
+            };
+            let mut cpu = None;
+            if want_cpu {
+                let (got, t) = time(args.repeats, || cpu_result(op, &pb, &inputs))?;
+                let err = compare(&got, &want);
+                failures += !err.within_tolerance() as usize;
+                push("cpu", &t, &err, "im2col+gemm".into());
+                cpu = Some((t, err));
+            }
+            let mut gpu = None;
+            if let (Some(ctx), Some(res)) = (&ctx, &resident) {
+                let plan = describe_plan(op, &pb);
+                let (out, t) = time(args.repeats, || {
+                    let out = gpu_resident(ctx, op, &pb, res)?;
+                    ctx.wait()?;
+                    Ok(out)
+                })?;
+                let err = compare(&ctx.read(&out)?, &want);
+                failures += !err.within_tolerance() as usize;
+                push("gpu", &t, &err, plan.clone());
+                let (got, te) = time(args.repeats, || gpu_end_to_end(ctx, op, &pb, &inputs))?;
+                let err_e = compare(&got, &want);
+                failures += !err_e.within_tolerance() as usize;
+                push("gpu-e2e", &te, &err_e, plan.clone());
+                gpu = Some((t, err, te, plan));
+            }
+            let dash = || format!("{:>9} {:>8}", "-", "-");
+            let cell = |t: &Timing| format!("{:>9.2} {:>8.1}", t.median_ms, gflops(t.median_ms));
+            println!(
+                "{:<20} {:<11} {} {} {} {:>8} {:>10} {:>10}  {}",
+                shape.name,
+                op.name(),
+                cpu.as_ref().map(|(t, _)| cell(t)).unwrap_or_else(dash),
+                gpu.as_ref().map(|(t, ..)| cell(t)).unwrap_or_else(dash),
+                gpu.as_ref().map(|(_, _, te, _)| cell(te)).unwrap_or_else(dash),
+                match (&cpu, &gpu) {
+                    (Some((c, _)), Some((g, ..))) => format!("{:.2}x", c.median_ms / g.median_ms),
+                    _ => "-".into(),
+                },
+                cpu.as_ref().map(|(_, e)| fmt_err(e)).unwrap_or("-".into()),
+                gpu.as_ref().map(|(_, e, _, _)| fmt_err(e)).unwrap_or("-".into()),
+                gpu.as_ref().map(|(.., p)| p.as_str()).unwrap_or(""),
+            );
+        }
+    }
+    print_geomeans(&records, &args.ops);
+    if let Some(path) = &args.json {
+        let mut text = String::new();
+        for r in &records {
+            text.push_str(&serde_json::to_string(r).map_err(|e| Error::Invalid(e.to_string()))?);
+            text.push('\n');
+        }
+        std::fs::write(path, text).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    if let Some(path) = &args.plot {
+        std::fs::write(path, plot_svg(&records)).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    std::io::stdout().flush().ok();
+    if failures > 0 {
+        return Err(Error::Invalid(format!(
+            "{failures} result(s) exceeded the error tolerance against the reference (marked FAIL above)"
+        )));
+    }
+    Ok(())
+}
+
+fn print_geomeans(records: &[Record], ops: &[Op]) {
+    println!();
+    for device in ["cpu", "gpu", "gpu-e2e"] {
+        let parts: Vec<String> = ops
+            .iter()
+            .filter_map(|&op| {
+                let g: Vec<f64> = records
+                    .iter()
+                    .filter(|r| r.device == device && r.op == op)
+                    .map(|r| r.gflops.ln())
+                    .collect();
+                (!g.is_empty()).then(|| format!("{} {:.2}", op.name(), (g.iter().sum::<f64>() / g.len() as f64).exp()))
+            })
+            .collect();
+        if !parts.is_empty() {
+            println!("geomean GFLOP/s {device:<8} {}", parts.join(", "));
+        }
+    }
+}
+
+/// A grouped bar chart: one group per (shape, op), one bar per device, log-free linear GFLOP/s.
+fn plot_svg(records: &[Record]) -> String {
+    let devices = ["cpu", "gpu", "gpu-e2e"];
+    let colours = ["#4e79a7", "#f28e2b", "#b07aa1"];
+    let mut groups: Vec<(String, Op)> = Vec::new();
+    for r in records {
+        if !groups.iter().any(|(s, o)| *s == r.shape && *o == r.op) {
+            groups.push((r.shape.clone(), r.op));
+        }
+    }
+    let max = records.iter().map(|r| r.gflops).fold(1e-9, f64::max);
+    let (bar_w, gap, top, height, left) = (10.0, 14.0, 40.0, 300.0, 60.0);
+    let group_w = bar_w * devices.len() as f64 + gap;
+    let width = left + group_w * groups.len() as f64 + 20.0;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{:.0}\" font-family=\"sans-serif\" font-size=\"10\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{left}\" y=\"20\" font-size=\"14\">gpuconv bench: GFLOP/s per shape and op</text>\n",
+        top + height + 170.0
+    );
+    for i in 0..=4 {
+        let v = max * i as f64 / 4.0;
+        let y = top + height - height * i as f64 / 4.0;
+        svg += &format!(
+            "<line x1=\"{left}\" x2=\"{width:.0}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"{:.0}\" y=\"{:.1}\" text-anchor=\"end\">{v:.1}</text>\n",
+            left - 4.0,
+            y + 3.0
+        );
+    }
+    for (gi, (shape, op)) in groups.iter().enumerate() {
+        let x0 = left + gi as f64 * group_w;
+        for (di, device) in devices.iter().enumerate() {
+            if let Some(r) = records.iter().find(|r| r.shape == *shape && r.op == *op && r.device == *device) {
+                let h = height * r.gflops / max;
+                svg += &format!(
+                    "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{bar_w}\" height=\"{h:.1}\" fill=\"{}\"><title>{shape} {} {device}: {:.2} GFLOP/s</title></rect>\n",
+                    x0 + di as f64 * bar_w,
+                    top + height - h,
+                    colours[di],
+                    op.name(),
+                    r.gflops
+                );
+            }
+        }
+        let lx = x0 + bar_w * 1.5;
+        let ly = top + height + 8.0;
+        svg += &format!(
+            "<text x=\"{lx:.1}\" y=\"{ly:.1}\" transform=\"rotate(60 {lx:.1} {ly:.1})\">{shape} {}</text>\n",
+            op.name()
+        );
+    }
+    for (di, device) in devices.iter().enumerate() {
+        let x = left + di as f64 * 90.0;
+        svg += &format!(
+            "<rect x=\"{x:.0}\" y=\"26\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{:.0}\" y=\"35\">{device}</text>\n",
+            colours[di],
+            x + 14.0
+        );
+    }
+    svg += "</svg>\n";
+    svg
+}
