@@ -32,6 +32,7 @@
 
 pub mod cpu;
 pub mod error;
+pub mod explain;
 pub mod gpu;
 pub mod metrics;
 pub mod npy;

@@ -2,6 +2,7 @@
 //! error into one line on stderr and a non-zero exit.
 
 mod bench;
+mod explain;
 mod info;
 mod run;
 
@@ -23,6 +24,8 @@ enum Command {
     Info,
     /// Time CPU (fast path) and GPU on a shape suite, checking every result against the reference.
     Bench(bench::BenchArgs),
+    /// Write out the forward sums and both gradients of a small problem, term by term.
+    Explain(explain::ExplainArgs),
 }
 
 /// Convolution flags shared by `run`, `bench` and `explain`.
@@ -128,6 +131,7 @@ pub fn main() -> i32 {
         Command::Run(args) => run::run(&args),
         Command::Info => info::info(),
         Command::Bench(args) => bench::bench(&args),
+        Command::Explain(args) => explain::explain(&args),
     };
     match result {
         Ok(()) => 0,

@@ -1,0 +1,140 @@
+//! `gpuconv explain`: the forward sums and both gradients of a small problem, written out.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use gpuconv::cpu::reference;
+use gpuconv::explain::{Explanation, Format};
+use gpuconv::metrics::compare;
+use gpuconv::rng::SplitMix64;
+use gpuconv::{npy, ConvProblem, Error, GpuContext, Result, TensorRole};
+
+use super::{parse_shape, ConvFlags};
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// Input shape N,C,H,W.
+    #[arg(long, default_value = "1,1,3,3", value_name = "N,C,H,W")]
+    x_shape: String,
+    /// Weight shape K,CperG,R,S.
+    #[arg(long, default_value = "1,1,2,2", value_name = "K,CperG,R,S")]
+    w_shape: String,
+    #[command(flatten)]
+    conv: ConvFlags,
+    /// Show the bias term in the forward sums.
+    #[arg(long)]
+    bias: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Also evaluate every sum on numbers and check them against the CPU reference and the GPU.
+    #[arg(long)]
+    numbers: bool,
+    /// Seed for --numbers values not given as .npy.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Values of X for --numbers (.npy).
+    #[arg(long)]
+    x: Option<PathBuf>,
+    /// Values of W for --numbers (.npy).
+    #[arg(long)]
+    w: Option<PathBuf>,
+    /// Values of ∂E/∂G for --numbers (.npy).
+    #[arg(long)]
+    dy: Option<PathBuf>,
+    /// Draw the weight-sharing picture to this SVG file.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+}
+
+fn values(path: &Option<PathBuf>, pb: &ConvProblem, role: TensorRole, rng: &mut SplitMix64) -> Result<Vec<f32>> {
+    match path {
+        Some(p) => {
+            let a = npy::read(p)?;
+            pb.check_shape(role, &a.shape)?;
+            Ok(a.data)
+        }
+        None => {
+            let len = pb.shape_of(role).iter().product();
+            // Small round numbers read better in a derivation than full-precision noise.
+            Ok(rng.tensor(len).into_iter().map(|v| (v * 10.0).round() / 10.0 + if v > 0.0 { 0.1 } else { -0.1 }).collect())
+        }
+    }
+}
+
+pub fn explain(args: &ExplainArgs) -> Result<()> {
+    let params = args.conv.params()?;
+    let x_shape = parse_shape("x-shape", &args.x_shape, 4, "N,C,H,W")?;
+    let w_shape = parse_shape("w-shape", &args.w_shape, 4, "K,CperG,R,S")?;
+    let pb = ConvProblem::new(&x_shape, &w_shape, params)?;
+    let ex = Explanation::new(&pb, args.bias)?;
+    print!("{}", ex.render(args.format));
+    if let Some(path) = &args.svg {
+        std::fs::write(path, ex.svg()).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        eprintln!("wrote {}", path.display());
+    }
+    if args.numbers {
+        numbers(args, &pb, &ex)?;
+    }
+    Ok(())
+}
+
+fn numbers(args: &ExplainArgs, pb: &ConvProblem, ex: &Explanation) -> Result<()> {
+    let mut rng = SplitMix64::new(args.seed);
+    let x = values(&args.x, pb, TensorRole::Input, &mut rng)?;
+    let w = values(&args.w, pb, TensorRole::Weight, &mut rng)?;
+    let dy = values(&args.dy, pb, TensorRole::OutputGrad, &mut rng)?;
+    let b: Option<Vec<f32>> = args.bias.then(|| (0..pb.k).map(|k| 0.5 - 0.25 * k as f32).collect());
+    let wide = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+    let narrow = |v: Vec<f64>| v.into_iter().map(|a| a as f32).collect::<Vec<f32>>();
+    println!("\nNumbers (seed {}):", args.seed);
+    println!("  X = {x:?}\n  W = {w:?}\n  ∂E/∂G = {dy:?}");
+    if let Some(b) = &b {
+        println!("  b = {b:?}");
+    }
+    let sums = [
+        ("G", narrow(ex.eval_forward(&wide(&x), &wide(&w), b.as_ref().map(|b| wide(b)).as_deref()))),
+        ("∂E/∂W", narrow(ex.eval_weight_grad(&wide(&dy), &wide(&x)))),
+        ("∂E/∂V", narrow(ex.eval_input_grad(&wide(&dy), &wide(&w)))),
+    ];
+    let cpu = [
+        reference::forward(pb, &x, &w, b.as_deref())?,
+        reference::weight_grad(pb, &dy, &x)?,
+        reference::input_grad(pb, &dy, &w)?,
+    ];
+    let gpu = GpuContext::new().and_then(|ctx| {
+        let (xs, ws, ys) = (pb.x_shape(), pb.w_shape(), pb.y_shape());
+        Ok([
+            ctx.conv2d_forward(&x, &xs, &w, &ws, b.as_deref(), pb.params)?,
+            ctx.conv2d_weight_grad(&dy, &ys, &x, &xs, &ws, pb.params)?,
+            ctx.conv2d_input_grad(&dy, &ys, &w, &ws, &xs, pb.params)?,
+        ])
+    });
+    let mut ok = true;
+    for (i, (label, evaluated)) in sums.iter().enumerate() {
+        println!("\n{label} evaluated from the printed sums:\n  {evaluated:?}");
+        let d_cpu = max_diff(evaluated, &cpu[i]);
+        println!("  CPU reference: {:?}\n    max |sums − CPU| = {d_cpu:e}", cpu[i]);
+        ok &= d_cpu == 0.0;
+        match &gpu {
+            Ok(g) => {
+                let d = max_diff(evaluated, &g[i]);
+                let within = compare(&g[i], evaluated).within_tolerance();
+                println!("  GPU: {:?}\n    max |sums − GPU| = {d:e} ({})", g[i], if within { "within f32 tolerance" } else { "OUT OF TOLERANCE" });
+                ok &= within;
+            }
+            Err(e) => println!("  GPU: not available ({e})"),
+        }
+    }
+    if !ok {
+        return Err(Error::Invalid("the evaluated sums disagree with the computed results".into()));
+    }
+    Ok(())
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).abs()).fold(0.0, f64::max)
+}
