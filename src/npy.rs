@@ -43,11 +43,15 @@ pub fn read(path: &Path) -> Result<Array> {
         other => {
             return Err(npy_error(
                 path,
-                format!("dtype {} is not supported: expected float32 ('<f4') or float64 ('<f8')", other.descr()),
+                format!(
+                    "dtype {} is not supported: expected float32 ('<f4') or float64 ('<f8')",
+                    other.descr()
+                ),
             ))
         }
     };
-    let truncated = |e: std::io::Error| npy_error(path, format!("data is truncated or unreadable ({e})"));
+    let truncated =
+        |e: std::io::Error| npy_error(path, format!("data is truncated or unreadable ({e})"));
     let data = match size {
         4 => npy.into_vec::<f32>().map_err(truncated)?,
         8 => npy
@@ -59,7 +63,10 @@ pub fn read(path: &Path) -> Result<Array> {
         _ => {
             return Err(npy_error(
                 path,
-                format!("float{} is not supported: expected float32 or float64", size * 8),
+                format!(
+                    "float{} is not supported: expected float32 or float64",
+                    size * 8
+                ),
             ))
         }
     };
@@ -102,7 +109,11 @@ pub fn write_atomic(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| Error::Invalid(format!("{}: not a file path", path.display())))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
         f.write_all(&encode(shape, data)).map_err(io_err(&tmp))?;

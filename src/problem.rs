@@ -345,13 +345,25 @@ impl ConvProblem {
     /// The output rows p whose kernel row `r` lands inside the input (not in padding):
     /// exactly those p for which [`ConvProblem::input_row`] is `Some`.
     pub fn valid_output_rows(&self, r: usize) -> std::ops::Range<usize> {
-        valid_range(self.p, self.h, self.params.stride[0], r * self.params.dilation[0], self.params.padding[0])
+        valid_range(
+            self.p,
+            self.h,
+            self.params.stride[0],
+            r * self.params.dilation[0],
+            self.params.padding[0],
+        )
     }
 
     /// The output columns q whose kernel column `s` lands inside the input: exactly those q for
     /// which [`ConvProblem::input_col`] is `Some`.
     pub fn valid_output_cols(&self, s: usize) -> std::ops::Range<usize> {
-        valid_range(self.q, self.w, self.params.stride[1], s * self.params.dilation[1], self.params.padding[1])
+        valid_range(
+            self.q,
+            self.w,
+            self.params.stride[1],
+            s * self.params.dilation[1],
+            self.params.padding[1],
+        )
     }
 
     /// The group that output channel `k` belongs to.
@@ -393,7 +405,13 @@ impl ConvProblem {
 }
 
 /// Output positions o in 0..out with 0 ≤ o·stride + offset − pad < size.
-fn valid_range(out: usize, size: usize, stride: usize, offset: usize, pad: usize) -> std::ops::Range<usize> {
+fn valid_range(
+    out: usize,
+    size: usize,
+    stride: usize,
+    offset: usize,
+    pad: usize,
+) -> std::ops::Range<usize> {
     // o·stride ≥ pad − offset  and  o·stride ≤ size − 1 + pad − offset.
     let lo = pad.saturating_sub(offset).div_ceil(stride);
     let hi = match (size - 1 + pad).checked_sub(offset) {

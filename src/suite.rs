@@ -58,16 +58,21 @@ impl Shape {
             dilation: self.dilation,
             groups: self.groups,
         };
-        let cg = if self.groups == 0 { 0 } else { self.c / self.groups };
-        ConvProblem::new(&[self.n, self.c, self.h, self.w], &[self.k, cg, self.r, self.s], params)
-            .map_err(|e| Error::Invalid(format!("shape {:?}: {e}", self.name)))
+        // groups = 0 is reported by ConvProblem::new; the weight shape just needs some value.
+        let cg = self.c.checked_div(self.groups).unwrap_or(0);
+        ConvProblem::new(
+            &[self.n, self.c, self.h, self.w],
+            &[self.k, cg, self.r, self.s],
+            params,
+        )
+        .map_err(|e| Error::Invalid(format!("shape {:?}: {e}", self.name)))
     }
 }
 
 /// Parses a suite from JSON text (an array of shapes).
 pub fn parse(json: &str, origin: &str) -> Result<Vec<Shape>> {
-    let shapes: Vec<Shape> =
-        serde_json::from_str(json).map_err(|e| Error::Invalid(format!("{origin}: not a shape suite ({e})")))?;
+    let shapes: Vec<Shape> = serde_json::from_str(json)
+        .map_err(|e| Error::Invalid(format!("{origin}: not a shape suite ({e})")))?;
     for s in &shapes {
         s.problem()?;
     }

@@ -76,9 +76,18 @@ fn conv_flags(params: &ConvParams) -> Vec<String> {
 fn every_op_on_both_devices_matches_the_reference() {
     let dir = Dir::new("ops");
     let mut rng = SplitMix64::new(77);
-    let params = ConvParams::default().stride(2, 1).padding_tlbr(1, 0, 2, 1).dilation(1, 2).groups(2);
+    let params = ConvParams::default()
+        .stride(2, 1)
+        .padding_tlbr(1, 0, 2, 1)
+        .dilation(1, 2)
+        .groups(2);
     let pb = ConvProblem::new(&[2, 4, 9, 7], &[6, 2, 3, 2], params).unwrap();
-    let (x, w, b, dy) = (rng.tensor(pb.x_len()), rng.tensor(pb.w_len()), rng.tensor(pb.k), rng.tensor(pb.y_len()));
+    let (x, w, b, dy) = (
+        rng.tensor(pb.x_len()),
+        rng.tensor(pb.w_len()),
+        rng.tensor(pb.k),
+        rng.tensor(pb.y_len()),
+    );
     let xf = dir.save("x.npy", &pb.x_shape(), &x);
     let wf = dir.save("w.npy", &pb.w_shape(), &w);
     let bf = dir.save("b.npy", &[pb.k], &b);
@@ -95,12 +104,30 @@ fn every_op_on_both_devices_matches_the_reference() {
                 reference::forward(&pb, &x, &w, Some(&b)).unwrap(),
             ),
             (
-                vec!["--op", "input-grad", "--dy", &dyf, "--w", &wf, "--x-shape", &xs],
+                vec![
+                    "--op",
+                    "input-grad",
+                    "--dy",
+                    &dyf,
+                    "--w",
+                    &wf,
+                    "--x-shape",
+                    &xs,
+                ],
                 pb.x_shape().to_vec(),
                 reference::input_grad(&pb, &dy, &w).unwrap(),
             ),
             (
-                vec!["--op", "weight-grad", "--dy", &dyf, "--x", &xf, "--w-shape", &ws],
+                vec![
+                    "--op",
+                    "weight-grad",
+                    "--dy",
+                    &dyf,
+                    "--x",
+                    &xf,
+                    "--w-shape",
+                    &ws,
+                ],
                 pb.w_shape().to_vec(),
                 reference::weight_grad(&pb, &dy, &x).unwrap(),
             ),
@@ -112,12 +139,18 @@ fn every_op_on_both_devices_matches_the_reference() {
         ];
         for (args, shape, want) in cases {
             let mut cmd = bin();
-            cmd.arg("run").args(&args).args(["--device", device, "--out", &out]);
+            cmd.arg("run")
+                .args(&args)
+                .args(["--device", device, "--out", &out]);
             if args[1] != "bias-grad" {
                 cmd.args(&flags);
             }
             let o = cmd.output().unwrap();
-            assert!(o.status.success(), "{device} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+            assert!(
+                o.status.success(),
+                "{device} {args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
             let got = npy::read(Path::new(&out)).unwrap();
             assert_eq!(got.shape, shape, "{device} {args:?}");
             assert_close(&format!("cli {device} {}", args[1]), &got.data, &want);
@@ -131,18 +164,39 @@ fn f64_input_is_converted_and_device_defaults_to_gpu() {
     let x: Vec<f64> = (0..9).map(|i| i as f64 + 0.25).collect();
     let w: Vec<f64> = vec![1.0, -2.0, 0.5, 3.0];
     let bytes = |v: &[f64]| v.iter().flat_map(|a| a.to_le_bytes()).collect::<Vec<u8>>();
-    std::fs::write(dir.path("x.npy"), raw_npy("<f8", "(1, 1, 3, 3)", &bytes(&x))).unwrap();
-    std::fs::write(dir.path("w.npy"), raw_npy("<f8", "(1, 1, 2, 2)", &bytes(&w))).unwrap();
+    std::fs::write(
+        dir.path("x.npy"),
+        raw_npy("<f8", "(1, 1, 3, 3)", &bytes(&x)),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path("w.npy"),
+        raw_npy("<f8", "(1, 1, 2, 2)", &bytes(&w)),
+    )
+    .unwrap();
     let out = dir.path("y.npy");
-    let o = run(&["run", "--op", "forward", "--x", dir.path("x.npy").to_str().unwrap(), "--w",
-        dir.path("w.npy").to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = run(&[
+        "run",
+        "--op",
+        "forward",
+        "--x",
+        dir.path("x.npy").to_str().unwrap(),
+        "--w",
+        dir.path("w.npy").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let y = npy::read(&out).unwrap();
     assert_eq!(y.shape, vec![1, 1, 2, 2]);
     let pb = ConvProblem::new(&[1, 1, 3, 3], &[1, 1, 2, 2], ConvParams::default()).unwrap();
     let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
     let w32: Vec<f32> = w.iter().map(|&v| v as f32).collect();
-    assert_close("f64 forward", &y.data, &reference::forward(&pb, &x32, &w32, None).unwrap());
+    assert_close(
+        "f64 forward",
+        &y.data,
+        &reference::forward(&pb, &x32, &w32, None).unwrap(),
+    );
 }
 
 /// Runs a failing invocation against a pre-existing --out file and checks the contract.
@@ -150,19 +204,38 @@ fn assert_fails_cleanly(dir: &Dir, label: &str, args: &[String], expect_in_messa
     let out = dir.path("existing-out.npy");
     let sentinel = b"pre-existing output: must stay byte-for-byte".to_vec();
     std::fs::write(&out, &sentinel).unwrap();
-    let o = bin().args(args).args(["--out", out.to_str().unwrap()]).output().unwrap();
+    let o = bin()
+        .args(args)
+        .args(["--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{label}: expected failure, stderr {stderr}");
-    assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{label}: {stderr}");
+    assert!(
+        !o.status.success(),
+        "{label}: expected failure, stderr {stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{label}: {stderr}"
+    );
     // Inputs are validated before any device is opened, so not even driver chatter appears.
     let ours: Vec<&str> = stderr.lines().collect();
-    assert!(ours.len() == 1 && ours[0].starts_with("gpuconv: "), "{label}: expected one line, stderr {stderr}");
     assert!(
-        ours[0].to_lowercase().contains(&expect_in_message.to_lowercase()),
+        ours.len() == 1 && ours[0].starts_with("gpuconv: "),
+        "{label}: expected one line, stderr {stderr}"
+    );
+    assert!(
+        ours[0]
+            .to_lowercase()
+            .contains(&expect_in_message.to_lowercase()),
         "{label}: message {:?} lacks {expect_in_message:?}",
         ours[0]
     );
-    assert_eq!(std::fs::read(&out).unwrap(), sentinel, "{label}: --out was modified");
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        sentinel,
+        "{label}: --out was modified"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(&dir.0)
         .unwrap()
         .filter_map(|e| e.ok())
@@ -185,7 +258,11 @@ fn invalid_inputs_fail_with_one_line_and_leave_out_untouched() {
     let dy_bad = dir.save("dybad.npy", &[1, 4, 3, 2], &rng.tensor(24));
     let x3 = dir.save("x3.npy", &[6, 5, 5], &rng.tensor(150));
     let zero = dir.save("zero.npy", &[1, 0, 5, 5], &[]);
-    std::fs::write(dir.path("int.npy"), raw_npy("<i4", "(1, 6, 5, 5)", &[0u8; 600])).unwrap();
+    std::fs::write(
+        dir.path("int.npy"),
+        raw_npy("<i4", "(1, 6, 5, 5)", &[0u8; 600]),
+    )
+    .unwrap();
     let int = dir.path("int.npy").display().to_string();
     let full = npy::encode(&[1, 6, 5, 5], &rng.tensor(150));
     std::fs::write(dir.path("trunc.npy"), &full[..full.len() - 10]).unwrap();
@@ -196,28 +273,176 @@ fn invalid_inputs_fail_with_one_line_and_leave_out_untouched() {
 
     let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<String>>();
     let cases: Vec<(&str, Vec<String>, &str)> = vec![
-        ("groups do not divide C", s(&["run", "--op", "forward", "--x", &x, "--w", &w3, "--groups", "4"]), "groups=4 does not divide C=6"),
-        ("groups do not divide K", s(&["run", "--op", "forward", "--x", &x, "--w", &w_k3, "--groups", "2"]), "groups=2 does not divide K=3"),
-        ("weight channels", s(&["run", "--op", "forward", "--x", &x, "--w", &w3]), "C/groups"),
-        ("zero stride", s(&["run", "--op", "forward", "--x", &x, "--w", &w, "--stride", "0,1"]), "stride"),
-        ("zero dilation", s(&["run", "--op", "forward", "--x", &x, "--w", &w, "--dilation", "1,0"]), "dilation"),
-        ("zero groups", s(&["run", "--op", "forward", "--x", &x, "--w", &w, "--groups", "0"]), "groups"),
-        ("empty output", s(&["run", "--op", "forward", "--x", &x, "--w", &w_big]), "empty output"),
-        ("bias length", s(&["run", "--op", "forward", "--x", &x, "--w", &w, "--b", &b5]), "bias"),
-        ("zero size", s(&["run", "--op", "forward", "--x", &zero, "--w", &w]), "zero-sized"),
-        ("rank", s(&["run", "--op", "forward", "--x", &x3, "--w", &w]), "4 dimensions"),
-        ("dy shape", s(&["run", "--op", "input-grad", "--dy", &dy_bad, "--w", &w, "--x-shape", "1,6,5,5"]), "requires [1, 4, 3, 3]"),
-        ("dy shape wgrad", s(&["run", "--op", "weight-grad", "--dy", &dy_bad, "--x", &x, "--w-shape", "4,6,3,3"]), "requires [1, 4, 3, 3]"),
-        ("bad x-shape", s(&["run", "--op", "input-grad", "--dy", &dy, "--w", &w, "--x-shape", "1,6,5"]), "x-shape"),
-        ("bad stride text", s(&["run", "--op", "forward", "--x", &x, "--w", &w, "--stride", "a,1"]), "stride"),
-        ("bad padding count", s(&["run", "--op", "forward", "--x", &x, "--w", &w, "--padding", "1,1,1"]), "padding"),
-        ("int dtype", s(&["run", "--op", "forward", "--x", &int, "--w", &w]), "dtype"),
-        ("truncated", s(&["run", "--op", "forward", "--x", &trunc, "--w", &w]), "truncated"),
-        ("malformed", s(&["run", "--op", "forward", "--x", &garbage, "--w", &w]), "not a valid .npy"),
-        ("missing file", s(&["run", "--op", "forward", "--x", &missing, "--w", &w]), "missing.npy"),
-        ("missing flag", s(&["run", "--op", "input-grad", "--dy", &dy, "--w", &w]), "x-shape"),
-        ("bias-grad rank", s(&["run", "--op", "bias-grad", "--dy", &x3]), "4 dimensions"),
-        ("unknown op", s(&["run", "--op", "sideways", "--x", &x]), "sideways"),
+        (
+            "groups do not divide C",
+            s(&[
+                "run", "--op", "forward", "--x", &x, "--w", &w3, "--groups", "4",
+            ]),
+            "groups=4 does not divide C=6",
+        ),
+        (
+            "groups do not divide K",
+            s(&[
+                "run", "--op", "forward", "--x", &x, "--w", &w_k3, "--groups", "2",
+            ]),
+            "groups=2 does not divide K=3",
+        ),
+        (
+            "weight channels",
+            s(&["run", "--op", "forward", "--x", &x, "--w", &w3]),
+            "C/groups",
+        ),
+        (
+            "zero stride",
+            s(&[
+                "run", "--op", "forward", "--x", &x, "--w", &w, "--stride", "0,1",
+            ]),
+            "stride",
+        ),
+        (
+            "zero dilation",
+            s(&[
+                "run",
+                "--op",
+                "forward",
+                "--x",
+                &x,
+                "--w",
+                &w,
+                "--dilation",
+                "1,0",
+            ]),
+            "dilation",
+        ),
+        (
+            "zero groups",
+            s(&[
+                "run", "--op", "forward", "--x", &x, "--w", &w, "--groups", "0",
+            ]),
+            "groups",
+        ),
+        (
+            "empty output",
+            s(&["run", "--op", "forward", "--x", &x, "--w", &w_big]),
+            "empty output",
+        ),
+        (
+            "bias length",
+            s(&["run", "--op", "forward", "--x", &x, "--w", &w, "--b", &b5]),
+            "bias",
+        ),
+        (
+            "zero size",
+            s(&["run", "--op", "forward", "--x", &zero, "--w", &w]),
+            "zero-sized",
+        ),
+        (
+            "rank",
+            s(&["run", "--op", "forward", "--x", &x3, "--w", &w]),
+            "4 dimensions",
+        ),
+        (
+            "dy shape",
+            s(&[
+                "run",
+                "--op",
+                "input-grad",
+                "--dy",
+                &dy_bad,
+                "--w",
+                &w,
+                "--x-shape",
+                "1,6,5,5",
+            ]),
+            "requires [1, 4, 3, 3]",
+        ),
+        (
+            "dy shape wgrad",
+            s(&[
+                "run",
+                "--op",
+                "weight-grad",
+                "--dy",
+                &dy_bad,
+                "--x",
+                &x,
+                "--w-shape",
+                "4,6,3,3",
+            ]),
+            "requires [1, 4, 3, 3]",
+        ),
+        (
+            "bad x-shape",
+            s(&[
+                "run",
+                "--op",
+                "input-grad",
+                "--dy",
+                &dy,
+                "--w",
+                &w,
+                "--x-shape",
+                "1,6,5",
+            ]),
+            "x-shape",
+        ),
+        (
+            "bad stride text",
+            s(&[
+                "run", "--op", "forward", "--x", &x, "--w", &w, "--stride", "a,1",
+            ]),
+            "stride",
+        ),
+        (
+            "bad padding count",
+            s(&[
+                "run",
+                "--op",
+                "forward",
+                "--x",
+                &x,
+                "--w",
+                &w,
+                "--padding",
+                "1,1,1",
+            ]),
+            "padding",
+        ),
+        (
+            "int dtype",
+            s(&["run", "--op", "forward", "--x", &int, "--w", &w]),
+            "dtype",
+        ),
+        (
+            "truncated",
+            s(&["run", "--op", "forward", "--x", &trunc, "--w", &w]),
+            "truncated",
+        ),
+        (
+            "malformed",
+            s(&["run", "--op", "forward", "--x", &garbage, "--w", &w]),
+            "not a valid .npy",
+        ),
+        (
+            "missing file",
+            s(&["run", "--op", "forward", "--x", &missing, "--w", &w]),
+            "missing.npy",
+        ),
+        (
+            "missing flag",
+            s(&["run", "--op", "input-grad", "--dy", &dy, "--w", &w]),
+            "x-shape",
+        ),
+        (
+            "bias-grad rank",
+            s(&["run", "--op", "bias-grad", "--dy", &x3]),
+            "4 dimensions",
+        ),
+        (
+            "unknown op",
+            s(&["run", "--op", "sideways", "--x", &x]),
+            "sideways",
+        ),
     ];
     for device in ["cpu", "gpu"] {
         for (label, args, msg) in &cases {
@@ -235,7 +460,17 @@ fn without_an_adapter_the_message_says_how_to_get_one() {
     let w = dir.save("w.npy", &[1, 1, 2, 2], &[1.0; 4]);
     let out = dir.path("y.npy");
     let o = bin()
-        .args(["run", "--op", "forward", "--x", &x, "--w", &w, "--out", out.to_str().unwrap()])
+        .args([
+            "run",
+            "--op",
+            "forward",
+            "--x",
+            &x,
+            "--w",
+            &w,
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .env("WGPU_ADAPTER_NAME", "no-such-adapter-anywhere")
         .output()
         .unwrap();
@@ -251,5 +486,8 @@ fn info_names_the_adapter() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.contains("gpuconv picks:"), "{stdout}");
-    assert!(stdout.contains("max_storage_buffer_binding_size"), "{stdout}");
+    assert!(
+        stdout.contains("max_storage_buffer_binding_size"),
+        "{stdout}"
+    );
 }

@@ -9,11 +9,33 @@ use gpuconv::ConvProblem;
 
 fn check(case: &Case, rng: &mut SplitMix64) {
     let pb = ConvProblem::new(&case.x, &case.w, case.params).unwrap();
-    let what = |op: &str| format!("fast {op} on {} x={:?} w={:?} {:?}", case.label, case.x, case.w, case.params);
-    let (x, w, b, dy) = (rng.tensor(pb.x_len()), rng.tensor(pb.w_len()), rng.tensor(pb.k), rng.tensor(pb.y_len()));
-    assert_close(&what("forward"), &fast::forward(&pb, &x, &w, Some(&b)).unwrap(), &reference::forward(&pb, &x, &w, Some(&b)).unwrap());
-    assert_close(&what("input-grad"), &fast::input_grad(&pb, &dy, &w).unwrap(), &reference::input_grad(&pb, &dy, &w).unwrap());
-    assert_close(&what("weight-grad"), &fast::weight_grad(&pb, &dy, &x).unwrap(), &reference::weight_grad(&pb, &dy, &x).unwrap());
+    let what = |op: &str| {
+        format!(
+            "fast {op} on {} x={:?} w={:?} {:?}",
+            case.label, case.x, case.w, case.params
+        )
+    };
+    let (x, w, b, dy) = (
+        rng.tensor(pb.x_len()),
+        rng.tensor(pb.w_len()),
+        rng.tensor(pb.k),
+        rng.tensor(pb.y_len()),
+    );
+    assert_close(
+        &what("forward"),
+        &fast::forward(&pb, &x, &w, Some(&b)).unwrap(),
+        &reference::forward(&pb, &x, &w, Some(&b)).unwrap(),
+    );
+    assert_close(
+        &what("input-grad"),
+        &fast::input_grad(&pb, &dy, &w).unwrap(),
+        &reference::input_grad(&pb, &dy, &w).unwrap(),
+    );
+    assert_close(
+        &what("weight-grad"),
+        &fast::weight_grad(&pb, &dy, &x).unwrap(),
+        &reference::weight_grad(&pb, &dy, &x).unwrap(),
+    );
 }
 
 #[test]
@@ -39,9 +61,24 @@ fn pointwise_and_depthwise_paths_match_reference() {
     let p = gpuconv::ConvParams::default;
     for case in [
         case("pointwise", [2, 16, 9, 7], [8, 16, 1, 1], p()),
-        case("pointwise groups", [2, 8, 5, 5], [6, 4, 1, 1], p().groups(2)),
-        case("depthwise", [2, 6, 9, 9], [6, 1, 3, 3], p().groups(6).padding(1, 1)),
-        case("depthwise x2 strided dilated", [1, 4, 11, 10], [8, 1, 3, 3], p().groups(4).stride(2, 3).dilation(2, 1).padding(2, 1)),
+        case(
+            "pointwise groups",
+            [2, 8, 5, 5],
+            [6, 4, 1, 1],
+            p().groups(2),
+        ),
+        case(
+            "depthwise",
+            [2, 6, 9, 9],
+            [6, 1, 3, 3],
+            p().groups(6).padding(1, 1),
+        ),
+        case(
+            "depthwise x2 strided dilated",
+            [1, 4, 11, 10],
+            [8, 1, 3, 3],
+            p().groups(4).stride(2, 3).dilation(2, 1).padding(2, 1),
+        ),
     ] {
         check(&case, &mut rng);
     }

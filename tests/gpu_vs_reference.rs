@@ -8,25 +8,51 @@ use gpuconv::cpu::reference;
 use gpuconv::gpu::SplitK;
 use gpuconv::{ConvParams, ConvProblem};
 
-
 fn check_all_ops(case: &Case, rng: &mut SplitMix64) {
     let ctx = gpu().expect("GPU context");
     let pb = ConvProblem::new(&case.x, &case.w, case.params).unwrap();
-    let what = |op: &str| format!("{op} on {} x={:?} w={:?} {:?}", case.label, case.x, case.w, case.params);
+    let what = |op: &str| {
+        format!(
+            "{op} on {} x={:?} w={:?} {:?}",
+            case.label, case.x, case.w, case.params
+        )
+    };
     let x = rng.tensor(pb.x_len());
     let w = rng.tensor(pb.w_len());
     let b = rng.tensor(pb.k);
     let dy = rng.tensor(pb.y_len());
     let (xs, ws, ys) = (pb.x_shape(), pb.w_shape(), pb.y_shape());
 
-    let y = ctx.conv2d_forward(&x, &xs, &w, &ws, Some(&b), case.params).unwrap();
-    assert_close(&what("forward"), &y, &reference::forward(&pb, &x, &w, Some(&b)).unwrap());
-    let dx = ctx.conv2d_input_grad(&dy, &ys, &w, &ws, &xs, case.params).unwrap();
-    assert_close(&what("input-grad"), &dx, &reference::input_grad(&pb, &dy, &w).unwrap());
-    let dw = ctx.conv2d_weight_grad(&dy, &ys, &x, &xs, &ws, case.params).unwrap();
-    assert_close(&what("weight-grad"), &dw, &reference::weight_grad(&pb, &dy, &x).unwrap());
+    let y = ctx
+        .conv2d_forward(&x, &xs, &w, &ws, Some(&b), case.params)
+        .unwrap();
+    assert_close(
+        &what("forward"),
+        &y,
+        &reference::forward(&pb, &x, &w, Some(&b)).unwrap(),
+    );
+    let dx = ctx
+        .conv2d_input_grad(&dy, &ys, &w, &ws, &xs, case.params)
+        .unwrap();
+    assert_close(
+        &what("input-grad"),
+        &dx,
+        &reference::input_grad(&pb, &dy, &w).unwrap(),
+    );
+    let dw = ctx
+        .conv2d_weight_grad(&dy, &ys, &x, &xs, &ws, case.params)
+        .unwrap();
+    assert_close(
+        &what("weight-grad"),
+        &dw,
+        &reference::weight_grad(&pb, &dy, &x).unwrap(),
+    );
     let db = ctx.conv2d_bias_grad(&dy, &ys).unwrap();
-    assert_close(&what("bias-grad"), &db, &reference::bias_grad(&ys, &dy).unwrap());
+    assert_close(
+        &what("bias-grad"),
+        &db,
+        &reference::bias_grad(&ys, &dy).unwrap(),
+    );
 }
 
 #[test]
@@ -55,8 +81,14 @@ fn forward_without_bias_matches_reference() {
     let params = ConvParams::default().padding(1, 1);
     let pb = ConvProblem::new(&[2, 3, 6, 5], &[4, 3, 3, 3], params).unwrap();
     let (x, w) = (rng.tensor(pb.x_len()), rng.tensor(pb.w_len()));
-    let y = ctx.conv2d_forward(&x, &pb.x_shape(), &w, &pb.w_shape(), None, params).unwrap();
-    assert_close("forward, no bias", &y, &reference::forward(&pb, &x, &w, None).unwrap());
+    let y = ctx
+        .conv2d_forward(&x, &pb.x_shape(), &w, &pb.w_shape(), None, params)
+        .unwrap();
+    assert_close(
+        "forward, no bias",
+        &y,
+        &reference::forward(&pb, &x, &w, None).unwrap(),
+    );
 }
 
 #[test]
@@ -73,11 +105,18 @@ fn split_k_is_exact_for_uneven_splits_and_repeats_bit_for_bit() {
     for splits in [1, 2, 4, 5, 7, 16, 64, red_len] {
         let split = SplitK::with_splits(red_len, splits);
         assert!(split.splits * split.split_len >= red_len);
-        let first = ctx.read(&ctx.weight_grad_with_split(&dyt, &xt, &pb, split).unwrap()).unwrap();
+        let first = ctx
+            .read(&ctx.weight_grad_with_split(&dyt, &xt, &pb, split).unwrap())
+            .unwrap();
         assert_close(&format!("weight-grad with {splits} splits"), &first, &want);
-        let again = ctx.read(&ctx.weight_grad_with_split(&dyt, &xt, &pb, split).unwrap()).unwrap();
+        let again = ctx
+            .read(&ctx.weight_grad_with_split(&dyt, &xt, &pb, split).unwrap())
+            .unwrap();
         assert!(
-            first.iter().zip(&again).all(|(a, b)| a.to_bits() == b.to_bits()),
+            first
+                .iter()
+                .zip(&again)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
             "weight-grad with {splits} splits differs between two runs"
         );
     }
@@ -99,9 +138,21 @@ fn chained_ops_stay_on_device() {
     let dbt = ctx.bias_grad(&yt).unwrap();
     let y = reference::forward(&pb, &x, &w, None).unwrap();
     assert_close("chain forward", &ctx.read(&yt).unwrap(), &y);
-    assert_close("chain dx", &ctx.read(&dxt).unwrap(), &reference::input_grad(&pb, &y, &w).unwrap());
-    assert_close("chain dw", &ctx.read(&dwt).unwrap(), &reference::weight_grad(&pb, &y, &x).unwrap());
-    assert_close("chain db", &ctx.read(&dbt).unwrap(), &reference::bias_grad(&pb.y_shape(), &y).unwrap());
+    assert_close(
+        "chain dx",
+        &ctx.read(&dxt).unwrap(),
+        &reference::input_grad(&pb, &y, &w).unwrap(),
+    );
+    assert_close(
+        "chain dw",
+        &ctx.read(&dwt).unwrap(),
+        &reference::weight_grad(&pb, &y, &x).unwrap(),
+    );
+    assert_close(
+        "chain db",
+        &ctx.read(&dbt).unwrap(),
+        &reference::bias_grad(&pb.y_shape(), &y).unwrap(),
+    );
 }
 
 #[test]
@@ -111,16 +162,36 @@ fn grid_beyond_65535_workgroups_in_one_dimension() {
     let mut rng = SplitMix64::new(31);
     let params = ConvParams::default();
     let pb = ConvProblem::new(&[1, 1, 2100, 2100], &[1, 1, 1, 1], params).unwrap();
-    let (x, w, dy) = (rng.tensor(pb.x_len()), rng.tensor(1), rng.tensor(pb.y_len()));
-    let y = ctx.conv2d_forward(&x, &pb.x_shape(), &w, &pb.w_shape(), None, params).unwrap();
-    assert_close("large-grid forward", &y, &reference::forward(&pb, &x, &w, None).unwrap());
-    let dx = ctx.conv2d_input_grad(&dy, &pb.y_shape(), &w, &pb.w_shape(), &pb.x_shape(), params).unwrap();
-    assert_close("large-grid input-grad", &dx, &reference::input_grad(&pb, &dy, &w).unwrap());
+    let (x, w, dy) = (
+        rng.tensor(pb.x_len()),
+        rng.tensor(1),
+        rng.tensor(pb.y_len()),
+    );
+    let y = ctx
+        .conv2d_forward(&x, &pb.x_shape(), &w, &pb.w_shape(), None, params)
+        .unwrap();
+    assert_close(
+        "large-grid forward",
+        &y,
+        &reference::forward(&pb, &x, &w, None).unwrap(),
+    );
+    let dx = ctx
+        .conv2d_input_grad(&dy, &pb.y_shape(), &w, &pb.w_shape(), &pb.x_shape(), params)
+        .unwrap();
+    assert_close(
+        "large-grid input-grad",
+        &dx,
+        &reference::input_grad(&pb, &dy, &w).unwrap(),
+    );
     // Bias gradient with one workgroup per channel: 70 000 channels.
     let dy_shape = [1, 70_000, 1, 2];
     let dy = rng.tensor(140_000);
     let db = ctx.conv2d_bias_grad(&dy, &dy_shape).unwrap();
-    assert_close("large-grid bias-grad", &db, &reference::bias_grad(&dy_shape, &dy).unwrap());
+    assert_close(
+        "large-grid bias-grad",
+        &db,
+        &reference::bias_grad(&dy_shape, &dy).unwrap(),
+    );
 }
 
 #[test]
@@ -137,8 +208,14 @@ fn context_is_shared_across_threads() {
                 let pb = ConvProblem::new(&[1, 3, 8, 8], &[4, 3, 3, 3], params).unwrap();
                 for _ in 0..5 {
                     let (x, w) = (rng.tensor(pb.x_len()), rng.tensor(pb.w_len()));
-                    let y = ctx.conv2d_forward(&x, &pb.x_shape(), &w, &pb.w_shape(), None, params).unwrap();
-                    assert_close("threaded forward", &y, &reference::forward(&pb, &x, &w, None).unwrap());
+                    let y = ctx
+                        .conv2d_forward(&x, &pb.x_shape(), &w, &pb.w_shape(), None, params)
+                        .unwrap();
+                    assert_close(
+                        "threaded forward",
+                        &y,
+                        &reference::forward(&pb, &x, &w, None).unwrap(),
+                    );
                 }
             });
         }
@@ -152,6 +229,18 @@ fn async_entry_points_match_blocking_ones() {
     let params = ConvParams::default().padding(1, 1);
     let pb = ConvProblem::new(&[1, 2, 5, 5], &[3, 2, 3, 3], params).unwrap();
     let (x, w) = (rng.tensor(pb.x_len()), rng.tensor(pb.w_len()));
-    let got = pollster::block_on(ctx.conv2d_forward_async(&x, &pb.x_shape(), &w, &pb.w_shape(), None, params)).unwrap();
-    assert_close("async forward", &got, &reference::forward(&pb, &x, &w, None).unwrap());
+    let got = pollster::block_on(ctx.conv2d_forward_async(
+        &x,
+        &pb.x_shape(),
+        &w,
+        &pb.w_shape(),
+        None,
+        params,
+    ))
+    .unwrap();
+    assert_close(
+        "async forward",
+        &got,
+        &reference::forward(&pb, &x, &w, None).unwrap(),
+    );
 }

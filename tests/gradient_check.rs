@@ -46,18 +46,27 @@ fn check(pb: &ConvProblem, rng: &mut SplitMix64) {
     };
     for (i, &analytic) in dx.iter().enumerate() {
         let num = numeric(0, i);
-        assert!((num - analytic).abs() <= 1e-8 * (1.0 + num.abs()), "{pb:?}: dX[{i}] analytic {analytic} numeric {num}");
+        assert!(
+            (num - analytic).abs() <= 1e-8 * (1.0 + num.abs()),
+            "{pb:?}: dX[{i}] analytic {analytic} numeric {num}"
+        );
     }
     for (i, &analytic) in dw.iter().enumerate() {
         let num = numeric(1, i);
-        assert!((num - analytic).abs() <= 1e-8 * (1.0 + num.abs()), "{pb:?}: dW[{i}] analytic {analytic} numeric {num}");
+        assert!(
+            (num - analytic).abs() <= 1e-8 * (1.0 + num.abs()),
+            "{pb:?}: dW[{i}] analytic {analytic} numeric {num}"
+        );
     }
     // The bias gradient is checked through the f32 API against the f64 sums.
     let g32: Vec<f32> = g.iter().map(|&v| v as f32).collect();
     let db = bias_grad(&pb.y_shape(), &g32).unwrap();
     for (k, &analytic) in db.iter().enumerate() {
         let num = numeric(2, k);
-        assert!((num - analytic as f64).abs() <= 1e-5 * (1.0 + num.abs()), "db[{k}] analytic {analytic} numeric {num}");
+        assert!(
+            (num - analytic as f64).abs() <= 1e-5 * (1.0 + num.abs()),
+            "db[{k}] analytic {analytic} numeric {num}"
+        );
     }
 }
 
@@ -67,9 +76,24 @@ fn reference_gradients_match_finite_differences() {
     let p = ConvParams::default;
     let problems = [
         ConvProblem::new(&[1, 2, 5, 5], &[3, 2, 3, 3], p()).unwrap(),
-        ConvProblem::new(&[2, 2, 7, 6], &[2, 2, 3, 2], p().stride(2, 3).padding_tlbr(1, 0, 2, 1)).unwrap(),
-        ConvProblem::new(&[1, 4, 8, 7], &[6, 2, 2, 3], p().dilation(2, 1).groups(2).padding(1, 2)).unwrap(),
-        ConvProblem::new(&[2, 3, 6, 6], &[6, 1, 3, 3], p().groups(3).stride(2, 2).dilation(1, 2).padding(2, 2)).unwrap(),
+        ConvProblem::new(
+            &[2, 2, 7, 6],
+            &[2, 2, 3, 2],
+            p().stride(2, 3).padding_tlbr(1, 0, 2, 1),
+        )
+        .unwrap(),
+        ConvProblem::new(
+            &[1, 4, 8, 7],
+            &[6, 2, 2, 3],
+            p().dilation(2, 1).groups(2).padding(1, 2),
+        )
+        .unwrap(),
+        ConvProblem::new(
+            &[2, 3, 6, 6],
+            &[6, 1, 3, 3],
+            p().groups(3).stride(2, 2).dilation(1, 2).padding(2, 2),
+        )
+        .unwrap(),
     ];
     for pb in &problems {
         check(pb, &mut rng);

@@ -57,12 +57,34 @@ fn classic_example_on_cpu_and_gpu() {
     let (g, dw, dv) = hand(&v, &w, &dg);
 
     assert_close("CPU G", &reference::forward(&pb, &v, &w, None).unwrap(), &g);
-    assert_close("CPU dE/dW", &reference::weight_grad(&pb, &dg, &v).unwrap(), &dw);
-    assert_close("CPU dE/dV", &reference::input_grad(&pb, &dg, &w).unwrap(), &dv);
+    assert_close(
+        "CPU dE/dW",
+        &reference::weight_grad(&pb, &dg, &v).unwrap(),
+        &dw,
+    );
+    assert_close(
+        "CPU dE/dV",
+        &reference::input_grad(&pb, &dg, &w).unwrap(),
+        &dv,
+    );
 
     let ctx = gpu().expect("GPU context");
     let (xs, ws, ys) = (pb.x_shape(), pb.w_shape(), pb.y_shape());
-    assert_close("GPU G", &ctx.conv2d_forward(&v, &xs, &w, &ws, None, params).unwrap(), &g);
-    assert_close("GPU dE/dW", &ctx.conv2d_weight_grad(&dg, &ys, &v, &xs, &ws, params).unwrap(), &dw);
-    assert_close("GPU dE/dV", &ctx.conv2d_input_grad(&dg, &ys, &w, &ws, &xs, params).unwrap(), &dv);
+    assert_close(
+        "GPU G",
+        &ctx.conv2d_forward(&v, &xs, &w, &ws, None, params).unwrap(),
+        &g,
+    );
+    assert_close(
+        "GPU dE/dW",
+        &ctx.conv2d_weight_grad(&dg, &ys, &v, &xs, &ws, params)
+            .unwrap(),
+        &dw,
+    );
+    assert_close(
+        "GPU dE/dV",
+        &ctx.conv2d_input_grad(&dg, &ys, &w, &ws, &xs, params)
+            .unwrap(),
+        &dv,
+    );
 }

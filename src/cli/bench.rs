@@ -34,7 +34,12 @@ pub struct BenchArgs {
     #[arg(long)]
     batch: Option<usize>,
     /// Ops to time.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "forward,input-grad,weight-grad")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "forward,input-grad,weight-grad"
+    )]
     ops: Vec<Op>,
     /// Devices to time.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "cpu,gpu")]
@@ -176,17 +181,35 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     } else {
         None
     };
-    println!("gpuconv bench: {} shapes x {} ops, {} timed runs each (median)", shapes.len(), args.ops.len(), args.repeats);
+    println!(
+        "gpuconv bench: {} shapes x {} ops, {} timed runs each (median)",
+        shapes.len(),
+        args.ops.len(),
+        args.repeats
+    );
     match &ctx {
         Some(ctx) => println!("GPU: {}", ctx.adapter()),
         None => println!("GPU: not measured"),
     }
-    println!("CPU: fast path (im2col + gemm), {} rayon threads", rayon::current_num_threads());
+    println!(
+        "CPU: fast path (im2col + gemm), {} rayon threads",
+        rayon::current_num_threads()
+    );
     println!("error: relative L2 against the f64 reference, computed this run (FAIL beyond 1e-5 / scaled max 1e-4)");
     println!();
     println!(
         "{:<20} {:<11} {:>9} {:>8} {:>9} {:>8} {:>9} {:>8} {:>8} {:>10} {:>10}  gpu plan",
-        "shape", "op", "cpu ms", "GF/s", "gpu ms", "GF/s", "e2e ms", "GF/s", "gpu/cpu", "err cpu", "err gpu"
+        "shape",
+        "op",
+        "cpu ms",
+        "GF/s",
+        "gpu ms",
+        "GF/s",
+        "e2e ms",
+        "GF/s",
+        "gpu/cpu",
+        "err cpu",
+        "err gpu"
     );
 
     let mut records: Vec<Record> = Vec::new();
@@ -263,13 +286,17 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                 op.name(),
                 cpu.as_ref().map(|(t, _)| cell(t)).unwrap_or_else(dash),
                 gpu.as_ref().map(|(t, ..)| cell(t)).unwrap_or_else(dash),
-                gpu.as_ref().map(|(_, _, te, _)| cell(te)).unwrap_or_else(dash),
+                gpu.as_ref()
+                    .map(|(_, _, te, _)| cell(te))
+                    .unwrap_or_else(dash),
                 match (&cpu, &gpu) {
                     (Some((c, _)), Some((g, ..))) => format!("{:.2}x", c.median_ms / g.median_ms),
                     _ => "-".into(),
                 },
                 cpu.as_ref().map(|(_, e)| fmt_err(e)).unwrap_or("-".into()),
-                gpu.as_ref().map(|(_, e, _, _)| fmt_err(e)).unwrap_or("-".into()),
+                gpu.as_ref()
+                    .map(|(_, e, _, _)| fmt_err(e))
+                    .unwrap_or("-".into()),
                 gpu.as_ref().map(|(.., p)| p.as_str()).unwrap_or(""),
             );
         }
@@ -312,7 +339,13 @@ fn print_geomeans(records: &[Record], ops: &[Op]) {
                     .filter(|r| r.device == device && r.op == op)
                     .map(|r| r.gflops.ln())
                     .collect();
-                (!g.is_empty()).then(|| format!("{} {:.2}", op.name(), (g.iter().sum::<f64>() / g.len() as f64).exp()))
+                (!g.is_empty()).then(|| {
+                    format!(
+                        "{} {:.2}",
+                        op.name(),
+                        (g.iter().sum::<f64>() / g.len() as f64).exp()
+                    )
+                })
             })
             .collect();
         if !parts.is_empty() {
@@ -353,7 +386,10 @@ fn plot_svg(records: &[Record]) -> String {
     for (gi, (shape, op)) in groups.iter().enumerate() {
         let x0 = left + gi as f64 * group_w;
         for (di, device) in devices.iter().enumerate() {
-            if let Some(r) = records.iter().find(|r| r.shape == *shape && r.op == *op && r.device == *device) {
+            if let Some(r) = records
+                .iter()
+                .find(|r| r.shape == *shape && r.op == *op && r.device == *device)
+            {
                 let h = height * r.gflops / max;
                 svg += &format!(
                     "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{bar_w}\" height=\"{h:.1}\" fill=\"{}\"><title>{shape} {} {device}: {:.2} GFLOP/s</title></rect>\n",

@@ -47,7 +47,12 @@ pub struct ExplainArgs {
     svg: Option<PathBuf>,
 }
 
-fn values(path: &Option<PathBuf>, pb: &ConvProblem, role: TensorRole, rng: &mut SplitMix64) -> Result<Vec<f32>> {
+fn values(
+    path: &Option<PathBuf>,
+    pb: &ConvProblem,
+    role: TensorRole,
+    rng: &mut SplitMix64,
+) -> Result<Vec<f32>> {
     match path {
         Some(p) => {
             let a = npy::read(p)?;
@@ -57,7 +62,11 @@ fn values(path: &Option<PathBuf>, pb: &ConvProblem, role: TensorRole, rng: &mut 
         None => {
             let len = pb.shape_of(role).iter().product();
             // Small round numbers read better in a derivation than full-precision noise.
-            Ok(rng.tensor(len).into_iter().map(|v| (v * 10.0).round() / 10.0 + if v > 0.0 { 0.1 } else { -0.1 }).collect())
+            Ok(rng
+                .tensor(len)
+                .into_iter()
+                .map(|v| (v * 10.0).round() / 10.0 + if v > 0.0 { 0.1 } else { -0.1 })
+                .collect())
         }
     }
 }
@@ -87,7 +96,9 @@ fn numbers(args: &ExplainArgs, pb: &ConvProblem, ex: &Explanation) -> Result<()>
     let x = values(&args.x, pb, TensorRole::Input, &mut rng)?;
     let w = values(&args.w, pb, TensorRole::Weight, &mut rng)?;
     let dy = values(&args.dy, pb, TensorRole::OutputGrad, &mut rng)?;
-    let b: Option<Vec<f32>> = args.bias.then(|| (0..pb.k).map(|k| 0.5 - 0.25 * k as f32).collect());
+    let b: Option<Vec<f32>> = args
+        .bias
+        .then(|| (0..pb.k).map(|k| 0.5 - 0.25 * k as f32).collect());
     let wide = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
     let narrow = |v: Vec<f64>| v.into_iter().map(|a| a as f32).collect::<Vec<f32>>();
     println!("\nNumbers (seed {}):", args.seed);
@@ -96,7 +107,10 @@ fn numbers(args: &ExplainArgs, pb: &ConvProblem, ex: &Explanation) -> Result<()>
         println!("  b = {b:?}");
     }
     let sums = [
-        ("G", narrow(ex.eval_forward(&wide(&x), &wide(&w), b.as_ref().map(|b| wide(b)).as_deref()))),
+        (
+            "G",
+            narrow(ex.eval_forward(&wide(&x), &wide(&w), b.as_ref().map(|b| wide(b)).as_deref())),
+        ),
         ("∂E/∂W", narrow(ex.eval_weight_grad(&wide(&dy), &wide(&x)))),
         ("∂E/∂V", narrow(ex.eval_input_grad(&wide(&dy), &wide(&w)))),
     ];
@@ -117,24 +131,40 @@ fn numbers(args: &ExplainArgs, pb: &ConvProblem, ex: &Explanation) -> Result<()>
     for (i, (label, evaluated)) in sums.iter().enumerate() {
         println!("\n{label} evaluated from the printed sums:\n  {evaluated:?}");
         let d_cpu = max_diff(evaluated, &cpu[i]);
-        println!("  CPU reference: {:?}\n    max |sums − CPU| = {d_cpu:e}", cpu[i]);
+        println!(
+            "  CPU reference: {:?}\n    max |sums − CPU| = {d_cpu:e}",
+            cpu[i]
+        );
         ok &= d_cpu == 0.0;
         match &gpu {
             Ok(g) => {
                 let d = max_diff(evaluated, &g[i]);
                 let within = compare(&g[i], evaluated).within_tolerance();
-                println!("  GPU: {:?}\n    max |sums − GPU| = {d:e} ({})", g[i], if within { "within f32 tolerance" } else { "OUT OF TOLERANCE" });
+                println!(
+                    "  GPU: {:?}\n    max |sums − GPU| = {d:e} ({})",
+                    g[i],
+                    if within {
+                        "within f32 tolerance"
+                    } else {
+                        "OUT OF TOLERANCE"
+                    }
+                );
                 ok &= within;
             }
             Err(e) => println!("  GPU: not available ({e})"),
         }
     }
     if !ok {
-        return Err(Error::Invalid("the evaluated sums disagree with the computed results".into()));
+        return Err(Error::Invalid(
+            "the evaluated sums disagree with the computed results".into(),
+        ));
     }
     Ok(())
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).abs())
+        .fold(0.0, f64::max)
 }

@@ -14,11 +14,26 @@ pub fn info() -> Result<()> {
     println!("gpuconv picks: {}", summary(&picked));
     let l = picked.limits();
     println!("  max_buffer_size: {}", l.max_buffer_size);
-    println!("  max_storage_buffer_binding_size: {}", l.max_storage_buffer_binding_size);
-    println!("  max_compute_workgroups_per_dimension: {}", l.max_compute_workgroups_per_dimension);
-    println!("  max_compute_invocations_per_workgroup: {}", l.max_compute_invocations_per_workgroup);
-    println!("  max_compute_workgroup_storage_size: {}", l.max_compute_workgroup_storage_size);
-    println!("  timestamp queries: {}", picked.features().contains(wgpu::Features::TIMESTAMP_QUERY));
+    println!(
+        "  max_storage_buffer_binding_size: {}",
+        l.max_storage_buffer_binding_size
+    );
+    println!(
+        "  max_compute_workgroups_per_dimension: {}",
+        l.max_compute_workgroups_per_dimension
+    );
+    println!(
+        "  max_compute_invocations_per_workgroup: {}",
+        l.max_compute_invocations_per_workgroup
+    );
+    println!(
+        "  max_compute_workgroup_storage_size: {}",
+        l.max_compute_workgroup_storage_size
+    );
+    println!(
+        "  timestamp queries: {}",
+        picked.features().contains(wgpu::Features::TIMESTAMP_QUERY)
+    );
     Ok(())
 }
 

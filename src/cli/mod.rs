@@ -10,7 +10,11 @@ use clap::{Args, Parser, Subcommand};
 use gpuconv::{ConvParams, Error, Result};
 
 #[derive(Parser)]
-#[command(name = "gpuconv", version, about = "2D convolution and its gradients on the GPU (WGSL/wgpu) and CPU")]
+#[command(
+    name = "gpuconv",
+    version,
+    about = "2D convolution and its gradients on the GPU (WGSL/wgpu) and CPU"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -99,7 +103,12 @@ impl ConvFlags {
         };
         let groups = match parse_list("groups", &self.groups)?.as_slice() {
             [g] => *g,
-            _ => return Err(Error::Invalid(format!("--groups {:?}: expected one integer", self.groups))),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "--groups {:?}: expected one integer",
+                    self.groups
+                )))
+            }
         };
         Ok(ConvParams {
             stride: pair("stride", &self.stride)?,
@@ -116,14 +125,29 @@ pub fn main() -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
                 let _ = e.print();
-                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 };
+                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    2
+                } else {
+                    0
+                };
             }
             // One line: clap's first line, which names the problem.
             let text = e.to_string();
-            let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
-            eprintln!("gpuconv: {} (see gpuconv --help)", first.trim_start_matches("error: "));
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
+            eprintln!(
+                "gpuconv: {} (see gpuconv --help)",
+                first.trim_start_matches("error: ")
+            );
             return 2;
         }
     };

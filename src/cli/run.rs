@@ -81,15 +81,21 @@ pub fn run(args: &RunArgs) -> Result<()> {
             };
             let y = match args.device {
                 Device::Cpu => reference::forward(&pb, &x.data, &w.data, b.as_deref()),
-                Device::Gpu => GpuContext::new()
-                    .and_then(|ctx| ctx.conv2d_forward(&x.data, &x.shape, &w.data, &w.shape, b.as_deref(), params)),
+                Device::Gpu => GpuContext::new().and_then(|ctx| {
+                    ctx.conv2d_forward(&x.data, &x.shape, &w.data, &w.shape, b.as_deref(), params)
+                }),
             };
             (pb.y_shape().to_vec(), y)
         }
         Op::InputGrad => {
             let dy = read(required(&args.dy, "dy", op)?)?;
             let w = read(required(&args.w, "w", op)?)?;
-            let x_shape = parse_shape("x-shape", required(&args.x_shape, "x-shape", op)?, 4, "N,C,H,W")?;
+            let x_shape = parse_shape(
+                "x-shape",
+                required(&args.x_shape, "x-shape", op)?,
+                4,
+                "N,C,H,W",
+            )?;
             let pb = ConvProblem::with_output_grad(&x_shape, &w.shape, &dy.shape, params)?;
             let dx = match args.device {
                 Device::Cpu => reference::input_grad(&pb, &dy.data, &w.data),
@@ -102,7 +108,12 @@ pub fn run(args: &RunArgs) -> Result<()> {
         Op::WeightGrad => {
             let dy = read(required(&args.dy, "dy", op)?)?;
             let x = read(required(&args.x, "x", op)?)?;
-            let w_shape = parse_shape("w-shape", required(&args.w_shape, "w-shape", op)?, 4, "K,CperG,R,S")?;
+            let w_shape = parse_shape(
+                "w-shape",
+                required(&args.w_shape, "w-shape", op)?,
+                4,
+                "K,CperG,R,S",
+            )?;
             let pb = ConvProblem::with_output_grad(&x.shape, &w_shape, &dy.shape, params)?;
             let dw = match args.device {
                 Device::Cpu => reference::weight_grad(&pb, &dy.data, &x.data),
@@ -117,7 +128,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
             let [_, k, _, _] = check_output_grad_shape(&dy.shape)?;
             let db = match args.device {
                 Device::Cpu => reference::bias_grad(&dy.shape, &dy.data),
-                Device::Gpu => GpuContext::new().and_then(|ctx| ctx.conv2d_bias_grad(&dy.data, &dy.shape)),
+                Device::Gpu => {
+                    GpuContext::new().and_then(|ctx| ctx.conv2d_bias_grad(&dy.data, &dy.shape))
+                }
             };
             (vec![k], db)
         }

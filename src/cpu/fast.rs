@@ -46,14 +46,18 @@ impl<'a> Mat<'a> {
     fn fits(&self) -> bool {
         self.rows == 0
             || self.cols == 0
-            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride < self.data.len()
+            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
+                < self.data.len()
     }
 }
 
 /// dst (m×n, row-major, contiguous) = a·b, or += a·b when `accumulate`.
 fn sgemm(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert!(b.rows == k && dst.len() >= m * n && a.fits() && b.fits(), "sgemm shapes");
+    assert!(
+        b.rows == k && dst.len() >= m * n && a.fits() && b.fits(),
+        "sgemm shapes"
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -194,25 +198,28 @@ fn col2im(pb: &ConvProblem, col: &[f32], dx_ng: &mut [f32]) {
     let (pq, rs) = (pb.p * pb.q, pb.r * pb.s);
     let [sw, dw] = [pb.params.stride[1], pb.params.dilation[1]];
     let pl = pb.params.padding[1];
-    dx_ng.par_chunks_mut(pb.h * pb.w).enumerate().for_each(|(c, plane)| {
-        for r in 0..pb.r {
-            for s in 0..pb.s {
-                let src = &col[(c * rs + r * pb.s + s) * pq..][..pq];
-                let qs = pb.valid_output_cols(s);
-                if qs.is_empty() {
-                    continue;
-                }
-                for p in pb.valid_output_rows(r) {
-                    let h = pb.input_row(p, r).expect("p in the valid range");
-                    let dst = &mut plane[h * pb.w..][..pb.w];
-                    let w0 = qs.start * sw + s * dw - pl;
-                    for (i, q) in qs.clone().enumerate() {
-                        dst[w0 + i * sw] += src[p * pb.q + q];
+    dx_ng
+        .par_chunks_mut(pb.h * pb.w)
+        .enumerate()
+        .for_each(|(c, plane)| {
+            for r in 0..pb.r {
+                for s in 0..pb.s {
+                    let src = &col[(c * rs + r * pb.s + s) * pq..][..pq];
+                    let qs = pb.valid_output_cols(s);
+                    if qs.is_empty() {
+                        continue;
+                    }
+                    for p in pb.valid_output_rows(r) {
+                        let h = pb.input_row(p, r).expect("p in the valid range");
+                        let dst = &mut plane[h * pb.w..][..pb.w];
+                        let w0 = qs.start * sw + s * dw - pl;
+                        for (i, q) in qs.clone().enumerate() {
+                            dst[w0 + i * sw] += src[p * pb.q + q];
+                        }
                     }
                 }
             }
-        }
-    });
+        });
 }
 
 /// dW from dY and X.
@@ -248,7 +255,14 @@ fn depthwise_channel(pb: &ConvProblem, k: usize) -> usize {
 }
 
 /// Adds `scale`·src[w0 + i·stride] into dst[q] for q in `qs` (one output row of one tap).
-fn axpy_strided(dst: &mut [f32], src: &[f32], scale: f32, qs: std::ops::Range<usize>, w0: usize, stride: usize) {
+fn axpy_strided(
+    dst: &mut [f32],
+    src: &[f32],
+    scale: f32,
+    qs: std::ops::Range<usize>,
+    w0: usize,
+    stride: usize,
+) {
     if stride == 1 {
         let len = qs.len();
         for (d, s) in dst[qs].iter_mut().zip(&src[w0..w0 + len]) {
@@ -278,7 +292,14 @@ fn depthwise_forward(pb: &ConvProblem, x: &[f32], w: &[f32]) -> Vec<f32> {
                 let w0 = qs.start * sw + s * dw - pb.params.padding[1];
                 for p in pb.valid_output_rows(r) {
                     let h = pb.input_row(p, r).expect("p in the valid range");
-                    axpy_strided(&mut out[p * pb.q..][..pb.q], &plane[h * pb.w..][..pb.w], wv, qs.clone(), w0, sw);
+                    axpy_strided(
+                        &mut out[p * pb.q..][..pb.q],
+                        &plane[h * pb.w..][..pb.w],
+                        wv,
+                        qs.clone(),
+                        w0,
+                        sw,
+                    );
                 }
             }
         }

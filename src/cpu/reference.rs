@@ -18,7 +18,12 @@ fn narrow(v: Vec<f64>) -> Vec<f32> {
 }
 
 /// Y = conv(X, W) (+ b): Y\[n,k,p,q\] = Σ_{c,r,s} X\[n,c,p·sh−top+r·dh,q·sw−left+s·dw\]·W\[k,c,r,s\] + b\[k\].
-pub fn forward(problem: &ConvProblem, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
+pub fn forward(
+    problem: &ConvProblem,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+) -> Result<Vec<f32>> {
     let bias = bias.map(widen);
     forward_f64(problem, &widen(x), &widen(w), bias.as_deref()).map(narrow)
 }
@@ -35,7 +40,12 @@ pub fn weight_grad(problem: &ConvProblem, dy: &[f32], x: &[f32]) -> Result<Vec<f
 }
 
 /// [`forward`] in f64 throughout (for gradient checks).
-pub fn forward_f64(problem: &ConvProblem, x: &[f64], w: &[f64], bias: Option<&[f64]>) -> Result<Vec<f64>> {
+pub fn forward_f64(
+    problem: &ConvProblem,
+    x: &[f64],
+    w: &[f64],
+    bias: Option<&[f64]>,
+) -> Result<Vec<f64>> {
     problem.check_len(TensorRole::Input, x.len())?;
     problem.check_len(TensorRole::Weight, w.len())?;
     if let Some(b) = bias {
@@ -108,7 +118,10 @@ pub fn bias_grad(dy_shape: &[usize], dy: &[f32]) -> Result<Vec<f32>> {
             let mut acc = 0f64;
             for nn in 0..n {
                 let start = (nn * k + kk) * p * q;
-                acc += dy[start..start + p * q].iter().map(|&v| v as f64).sum::<f64>();
+                acc += dy[start..start + p * q]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .sum::<f64>();
             }
             acc as f32
         })

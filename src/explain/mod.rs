@@ -137,7 +137,12 @@ impl Explanation {
         let terms = if bound <= 16 * MAX_TERMS as u128 {
             (0..pb.n * pb.k * pb.p * pb.q)
                 .map(|i| {
-                    let (q, p, k, n) = (i % pb.q, i / pb.q % pb.p, i / (pb.p * pb.q) % pb.k, i / (pb.k * pb.p * pb.q));
+                    let (q, p, k, n) = (
+                        i % pb.q,
+                        i / pb.q % pb.p,
+                        i / (pb.p * pb.q) % pb.k,
+                        i / (pb.k * pb.p * pb.q),
+                    );
                     pb.taps(n, k, p, q).count()
                 })
                 .sum::<usize>() as u128
@@ -156,10 +161,18 @@ impl Explanation {
         let sym = |tensor, index| Sym { tensor, index };
         let mut forward = Vec::with_capacity(pb.y_len());
         let mut weight_grads: Vec<Equation> = (0..pb.w_len())
-            .map(|i| Equation { lhs: sym(Tensor::W, i), terms: vec![], bias: None })
+            .map(|i| Equation {
+                lhs: sym(Tensor::W, i),
+                terms: vec![],
+                bias: None,
+            })
             .collect();
         let mut input_grads: Vec<Equation> = (0..pb.x_len())
-            .map(|i| Equation { lhs: sym(Tensor::V, i), terms: vec![], bias: None })
+            .map(|i| Equation {
+                lhs: sym(Tensor::V, i),
+                terms: vec![],
+                bias: None,
+            })
             .collect();
         for n in 0..pb.n {
             for k in 0..pb.k {
@@ -194,19 +207,31 @@ impl Explanation {
     fn line(&self, style: &Style, eq: &Equation, gradient: bool) -> String {
         let pb = &self.problem;
         let name = |s: Sym| style.name(pb, s);
-        let lhs = if gradient { style.grad(&name(eq.lhs)) } else { name(eq.lhs) };
+        let lhs = if gradient {
+            style.grad(&name(eq.lhs))
+        } else {
+            name(eq.lhs)
+        };
         let mut parts: Vec<String> = eq
             .terms
             .iter()
             .map(|&(a, b)| {
-                let a = if gradient { style.grad(&name(a)) } else { name(a) };
+                let a = if gradient {
+                    style.grad(&name(a))
+                } else {
+                    name(a)
+                };
                 format!("{a}{}{}", style.times(), name(b))
             })
             .collect();
         if let Some(b) = eq.bias {
             parts.push(name(b));
         }
-        let rhs = if parts.is_empty() { "0".to_string() } else { parts.join(" + ") };
+        let rhs = if parts.is_empty() {
+            "0".to_string()
+        } else {
+            parts.join(" + ")
+        };
         match style.format {
             Format::Latex => format!("{lhs} &= {rhs}"),
             _ => format!("{lhs} = {rhs}"),
@@ -216,19 +241,28 @@ impl Explanation {
     /// The forward lines, e.g. `G1 = V1·W1 + V2·W2 + V4·W3 + V5·W4`.
     pub fn forward_lines(&self, format: Format) -> Vec<String> {
         let style = Style { format };
-        self.forward.iter().map(|e| self.line(&style, e, false)).collect()
+        self.forward
+            .iter()
+            .map(|e| self.line(&style, e, false))
+            .collect()
     }
 
     /// The weight-gradient lines, e.g. `∂E/∂W1 = ∂E/∂G1·V1 + ∂E/∂G2·V2 + ∂E/∂G3·V4 + ∂E/∂G4·V5`.
     pub fn weight_grad_lines(&self, format: Format) -> Vec<String> {
         let style = Style { format };
-        self.weight_grads.iter().map(|e| self.line(&style, e, true)).collect()
+        self.weight_grads
+            .iter()
+            .map(|e| self.line(&style, e, true))
+            .collect()
     }
 
     /// The input-gradient lines, e.g. `∂E/∂V5 = ∂E/∂G1·W4 + ∂E/∂G2·W3 + ∂E/∂G3·W2 + ∂E/∂G4·W1`.
     pub fn input_grad_lines(&self, format: Format) -> Vec<String> {
         let style = Style { format };
-        self.input_grads.iter().map(|e| self.line(&style, e, true)).collect()
+        self.input_grads
+            .iter()
+            .map(|e| self.line(&style, e, true))
+            .collect()
     }
 
     /// The whole derivation in `format`.
@@ -316,7 +350,9 @@ impl Explanation {
                     (Some(s), Some(b)) => b[s.index],
                     _ => 0.0,
                 };
-                e.terms.iter().fold(start, |acc, (v, w_)| acc + x[v.index] * w[w_.index])
+                e.terms
+                    .iter()
+                    .fold(start, |acc, (v, w_)| acc + x[v.index] * w[w_.index])
             })
             .collect()
     }
@@ -325,7 +361,11 @@ impl Explanation {
     pub fn eval_weight_grad(&self, dy: &[f64], x: &[f64]) -> Vec<f64> {
         self.weight_grads
             .iter()
-            .map(|e| e.terms.iter().fold(0.0, |acc, (g, v)| acc + dy[g.index] * x[v.index]))
+            .map(|e| {
+                e.terms
+                    .iter()
+                    .fold(0.0, |acc, (g, v)| acc + dy[g.index] * x[v.index])
+            })
             .collect()
     }
 
@@ -333,7 +373,11 @@ impl Explanation {
     pub fn eval_input_grad(&self, dy: &[f64], w: &[f64]) -> Vec<f64> {
         self.input_grads
             .iter()
-            .map(|e| e.terms.iter().fold(0.0, |acc, (g, w_)| acc + dy[g.index] * w[w_.index]))
+            .map(|e| {
+                e.terms
+                    .iter()
+                    .fold(0.0, |acc, (g, w_)| acc + dy[g.index] * w[w_.index])
+            })
             .collect()
     }
 }

@@ -41,7 +41,9 @@ impl AdapterSummary {
             name: info.name.clone(),
             backend: format!("{:?}", info.backend),
             device_type: format!("{:?}", info.device_type),
-            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
         }
     }
 }
@@ -99,7 +101,9 @@ pub async fn pick_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter> {
             .into_iter()
             .find(|a| a.get_info().name.to_lowercase().contains(&wanted_lower))
             .ok_or_else(|| Error::NoAdapter {
-                detail: format!(" whose name contains WGPU_ADAPTER_NAME={wanted:?} (adapters seen: {names:?})"),
+                detail: format!(
+                    " whose name contains WGPU_ADAPTER_NAME={wanted:?} (adapters seen: {names:?})"
+                ),
             });
     }
     let power_preference =
@@ -196,7 +200,11 @@ impl GpuContext {
     }
 
     /// The compiled pipeline for `kernel` at `spec`, built on first use.
-    pub(crate) fn pipeline(&self, kernel: Kernel, spec: TileSpec) -> Result<Arc<wgpu::ComputePipeline>> {
+    pub(crate) fn pipeline(
+        &self,
+        kernel: Kernel,
+        spec: TileSpec,
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
         let mut cache = self
             .pipelines
             .lock()
@@ -205,10 +213,12 @@ impl GpuContext {
             return Ok(p.clone());
         }
         let pipeline = self.scoped(|| {
-            let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(kernel.file_name()),
-                source: wgpu::ShaderSource::Wgsl(kernel.source(spec).into()),
-            });
+            let module = self
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(kernel.file_name()),
+                    source: wgpu::ShaderSource::Wgsl(kernel.source(spec).into()),
+                });
             let constants = kernel.constants(spec);
             self.device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -261,7 +271,7 @@ impl GpuContext {
         let checks = [
             (self.limits.max_buffer_size, "buffer (max_buffer_size)"),
             (
-                self.limits.max_storage_buffer_binding_size as u64,
+                self.limits.max_storage_buffer_binding_size,
                 "storage binding (max_storage_buffer_binding_size)",
             ),
         ];
@@ -295,7 +305,8 @@ impl GpuContext {
         })?;
         if self.options.poison_outputs {
             let nan = vec![f32::NAN; len.max(1)];
-            self.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(&nan));
+            self.queue
+                .write_buffer(&buffer, 0, bytemuck::cast_slice(&nan));
         }
         Ok(buffer)
     }
@@ -315,7 +326,8 @@ impl GpuContext {
             })
         })?;
         if !data.is_empty() {
-            self.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(data));
+            self.queue
+                .write_buffer(&buffer, 0, bytemuck::cast_slice(data));
         }
         Ok(buffer)
     }
@@ -328,7 +340,8 @@ impl GpuContext {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        self.queue.write_buffer(&buffer, 0, bytemuck::bytes_of(value));
+        self.queue
+            .write_buffer(&buffer, 0, bytemuck::bytes_of(value));
         buffer
     }
 
@@ -347,7 +360,9 @@ impl GpuContext {
             });
             let mut encoder = self
                 .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read-back") });
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("read-back"),
+                });
             encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
             self.queue.submit([encoder.finish()]);
             staging
@@ -362,7 +377,11 @@ impl GpuContext {
             .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
         match receiver.receive().await {
             Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Error::Gpu(format!("mapping the read-back buffer failed: {e}"))),
+            Some(Err(e)) => {
+                return Err(Error::Gpu(format!(
+                    "mapping the read-back buffer failed: {e}"
+                )))
+            }
             None => return Err(Error::Gpu("read-back was cancelled".into())),
         }
         let data = {

@@ -116,6 +116,10 @@ impl TileSpec {
 
 impl std::fmt::Display for TileSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}x{} regs, {}x{} wg", self.tm, self.tn, self.wg_x, self.wg_y)
+        write!(
+            f,
+            "{}x{} regs, {}x{} wg",
+            self.tm, self.tn, self.wg_x, self.wg_y
+        )
     }
 }

@@ -116,7 +116,9 @@ impl GpuContext {
         self.scoped(|| -> Result<()> {
             let mut encoder = self
                 .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gpuconv op") });
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("gpuconv op"),
+                });
             record(&mut encoder)?;
             self.queue.submit([encoder.finish()]);
             Ok(())
@@ -145,7 +147,9 @@ impl GpuContext {
         let spec = DEFAULT_TILE;
         let rows = problem.n * problem.p * problem.q;
         let tiles_m = rows.div_ceil(spec.rows_per_workgroup() as usize);
-        let tiles_n = problem.k_per_group().div_ceil(spec.cols_per_workgroup() as usize);
+        let tiles_n = problem
+            .k_per_group()
+            .div_ceil(spec.cols_per_workgroup() as usize);
         let total = tiles_m * tiles_n * problem.params.groups;
         let uniform = ConvUniform {
             has_bias: bias.is_some() as u32,
@@ -200,7 +204,9 @@ impl GpuContext {
                 let rows_w = (problem.w - phase_w).div_ceil(sw);
                 let rows = problem.n * rows_h * rows_w;
                 let tiles_m = rows.div_ceil(spec.rows_per_workgroup() as usize);
-                let tiles_n = problem.c_per_group().div_ceil(spec.cols_per_workgroup() as usize);
+                let tiles_n = problem
+                    .c_per_group()
+                    .div_ceil(spec.cols_per_workgroup() as usize);
                 let total = tiles_m * tiles_n * problem.params.groups;
                 let uniform = ConvUniform {
                     rows: u32_of("input-gradient rows", rows)?,
@@ -257,7 +263,9 @@ impl GpuContext {
         let red_len = problem.n * problem.p * problem.q;
         let split = SplitK::with_splits(red_len, split.splits);
         let crs = problem.c_per_group() * problem.r * problem.s;
-        let tiles_m = problem.k_per_group().div_ceil(spec.rows_per_workgroup() as usize);
+        let tiles_m = problem
+            .k_per_group()
+            .div_ceil(spec.rows_per_workgroup() as usize);
         let tiles_n = crs.div_ceil(spec.cols_per_workgroup() as usize);
         let total = tiles_m * tiles_n * problem.params.groups * split.splits;
         let out_len = problem.w_len();
@@ -337,7 +345,9 @@ impl GpuContext {
 
 /// The split-K the weight gradient uses for `problem`.
 pub fn weight_grad_split(problem: &ConvProblem) -> SplitK {
-    let tiles_m = problem.k_per_group().div_ceil(DEFAULT_TILE.rows_per_workgroup() as usize);
+    let tiles_m = problem
+        .k_per_group()
+        .div_ceil(DEFAULT_TILE.rows_per_workgroup() as usize);
     let crs = problem.c_per_group() * problem.r * problem.s;
     let tiles_n = crs.div_ceil(DEFAULT_TILE.cols_per_workgroup() as usize);
     let tiles = tiles_m * tiles_n * problem.params.groups;
@@ -349,10 +359,16 @@ pub fn describe_plan(op: Op, problem: &ConvProblem) -> String {
     let [sh, sw] = problem.params.stride;
     match op {
         Op::Forward => format!("implicit GEMM, {DEFAULT_TILE}"),
-        Op::InputGrad => format!("implicit GEMM x {} stride phases, {DEFAULT_TILE}", sh.min(problem.h) * sw.min(problem.w)),
+        Op::InputGrad => format!(
+            "implicit GEMM x {} stride phases, {DEFAULT_TILE}",
+            sh.min(problem.h) * sw.min(problem.w)
+        ),
         Op::WeightGrad => {
             let split = weight_grad_split(problem);
-            format!("GEMM split-K {}x{}, {DEFAULT_TILE}", split.splits, split.split_len)
+            format!(
+                "GEMM split-K {}x{}, {DEFAULT_TILE}",
+                split.splits, split.split_len
+            )
         }
         Op::BiasGrad => "workgroup tree reduction".to_string(),
     }

@@ -4,8 +4,8 @@
 use std::sync::OnceLock;
 
 use gpuconv::gpu::ContextOptions;
-use gpuconv::{ConvParams, ConvProblem};
 use gpuconv::GpuContext;
+use gpuconv::{ConvParams, ConvProblem};
 
 pub use gpuconv::rng::SplitMix64;
 
@@ -14,7 +14,9 @@ pub use gpuconv::rng::SplitMix64;
 pub fn gpu() -> Option<&'static GpuContext> {
     static CTX: OnceLock<Option<GpuContext>> = OnceLock::new();
     CTX.get_or_init(|| {
-        match GpuContext::with_options(ContextOptions { poison_outputs: true }) {
+        match GpuContext::with_options(ContextOptions {
+            poison_outputs: true,
+        }) {
             Ok(ctx) => {
                 eprintln!("GPU tests run on {}", ctx.adapter());
                 Some(ctx)
@@ -66,25 +68,110 @@ pub fn named_cases() -> Vec<Case> {
     vec![
         case("1x1 kernel", [2, 8, 5, 7], [12, 8, 1, 1], p()),
         case("1x7 kernel", [1, 3, 6, 11], [5, 3, 1, 7], p().padding(0, 3)),
-        case("3x5 kernel", [2, 5, 9, 8], [7, 5, 3, 5], p().padding_tlbr(1, 2, 0, 3)),
+        case(
+            "3x5 kernel",
+            [2, 5, 9, 8],
+            [7, 5, 3, 5],
+            p().padding_tlbr(1, 2, 0, 3),
+        ),
         case("output 1x1", [3, 4, 5, 5], [6, 4, 5, 5], p()),
-        case("stride 3 > kernel 2", [1, 3, 11, 10], [4, 3, 2, 2], p().stride(3, 3)),
-        case("stride 3 > kernel 1", [2, 5, 10, 9], [3, 5, 1, 1], p().stride(3, 2)),
-        case("unequal strides", [1, 7, 13, 9], [5, 7, 3, 3], p().stride(1, 2).padding(1, 1)),
-        case("dilation 2", [2, 3, 12, 12], [4, 3, 3, 3], p().dilation(2, 2).padding(2, 2)),
-        case("dilation 3 unequal", [1, 4, 14, 11], [3, 4, 3, 2], p().dilation(3, 1).padding_tlbr(0, 1, 3, 0)),
-        case("groups 2", [2, 6, 8, 8], [10, 3, 3, 3], p().groups(2).padding(1, 1)),
-        case("groups 4", [1, 8, 7, 9], [12, 2, 3, 3], p().groups(4).stride(2, 2).padding(1, 1)),
-        case("depthwise K=C", [2, 7, 9, 9], [7, 1, 3, 3], p().groups(7).padding(1, 1)),
-        case("depthwise K=2C", [2, 5, 8, 10], [10, 1, 3, 3], p().groups(5).padding(1, 1).stride(2, 1)),
-        case("asymmetric padding", [1, 3, 7, 6], [4, 3, 3, 3], p().padding_tlbr(0, 2, 3, 1)),
-        case("kernel larger than input", [1, 2, 3, 2], [3, 2, 5, 4], p().padding_tlbr(2, 2, 1, 1)),
-        case("stride 2, last row never read", [1, 3, 6, 6], [4, 3, 3, 3], p().stride(2, 2)),
+        case(
+            "stride 3 > kernel 2",
+            [1, 3, 11, 10],
+            [4, 3, 2, 2],
+            p().stride(3, 3),
+        ),
+        case(
+            "stride 3 > kernel 1",
+            [2, 5, 10, 9],
+            [3, 5, 1, 1],
+            p().stride(3, 2),
+        ),
+        case(
+            "unequal strides",
+            [1, 7, 13, 9],
+            [5, 7, 3, 3],
+            p().stride(1, 2).padding(1, 1),
+        ),
+        case(
+            "dilation 2",
+            [2, 3, 12, 12],
+            [4, 3, 3, 3],
+            p().dilation(2, 2).padding(2, 2),
+        ),
+        case(
+            "dilation 3 unequal",
+            [1, 4, 14, 11],
+            [3, 4, 3, 2],
+            p().dilation(3, 1).padding_tlbr(0, 1, 3, 0),
+        ),
+        case(
+            "groups 2",
+            [2, 6, 8, 8],
+            [10, 3, 3, 3],
+            p().groups(2).padding(1, 1),
+        ),
+        case(
+            "groups 4",
+            [1, 8, 7, 9],
+            [12, 2, 3, 3],
+            p().groups(4).stride(2, 2).padding(1, 1),
+        ),
+        case(
+            "depthwise K=C",
+            [2, 7, 9, 9],
+            [7, 1, 3, 3],
+            p().groups(7).padding(1, 1),
+        ),
+        case(
+            "depthwise K=2C",
+            [2, 5, 8, 10],
+            [10, 1, 3, 3],
+            p().groups(5).padding(1, 1).stride(2, 1),
+        ),
+        case(
+            "asymmetric padding",
+            [1, 3, 7, 6],
+            [4, 3, 3, 3],
+            p().padding_tlbr(0, 2, 3, 1),
+        ),
+        case(
+            "kernel larger than input",
+            [1, 2, 3, 2],
+            [3, 2, 5, 4],
+            p().padding_tlbr(2, 2, 1, 1),
+        ),
+        case(
+            "stride 2, last row never read",
+            [1, 3, 6, 6],
+            [4, 3, 3, 3],
+            p().stride(2, 2),
+        ),
         case("channels 1", [3, 1, 9, 9], [1, 1, 3, 3], p().padding(1, 1)),
-        case("non-multiple of 4 channels", [2, 13, 6, 6], [11, 13, 3, 3], p().padding(1, 1)),
-        case("multiple of 4 channels", [2, 16, 6, 6], [32, 16, 3, 3], p().padding(1, 1)),
-        case("stride 2 dilation 2 groups 3", [2, 9, 15, 13], [6, 3, 3, 3], p().stride(2, 2).dilation(2, 2).groups(3).padding(2, 1)),
-        case("long reduction for split-K", [4, 3, 40, 40], [5, 3, 3, 3], p().padding(1, 1)),
+        case(
+            "non-multiple of 4 channels",
+            [2, 13, 6, 6],
+            [11, 13, 3, 3],
+            p().padding(1, 1),
+        ),
+        case(
+            "multiple of 4 channels",
+            [2, 16, 6, 6],
+            [32, 16, 3, 3],
+            p().padding(1, 1),
+        ),
+        case(
+            "stride 2 dilation 2 groups 3",
+            [2, 9, 15, 13],
+            [6, 3, 3, 3],
+            p().stride(2, 2).dilation(2, 2).groups(3).padding(2, 1),
+        ),
+        case(
+            "long reduction for split-K",
+            [4, 3, 40, 40],
+            [5, 3, 3, 3],
+            p().padding(1, 1),
+        ),
     ]
 }
 
@@ -103,10 +190,20 @@ pub fn random_case(rng: &mut SplitMix64, i: usize) -> Case {
             (cg * groups, kg * groups, groups)
         };
         let x = [rng.range(1, 4), c, rng.range(1, 15), rng.range(1, 15)];
-        let w = [k, c / groups, rng.pick(&[1, 2, 3, 3, 5, 7]), rng.pick(&[1, 2, 3, 3, 5, 7])];
+        let w = [
+            k,
+            c / groups,
+            rng.pick(&[1, 2, 3, 3, 5, 7]),
+            rng.pick(&[1, 2, 3, 3, 5, 7]),
+        ];
         let params = ConvParams {
             stride: [rng.range(1, 4), rng.range(1, 4)],
-            padding: [rng.range(0, 4), rng.range(0, 4), rng.range(0, 4), rng.range(0, 4)],
+            padding: [
+                rng.range(0, 4),
+                rng.range(0, 4),
+                rng.range(0, 4),
+                rng.range(0, 4),
+            ],
             dilation: [rng.pick(&[1, 1, 2, 3]), rng.pick(&[1, 1, 2, 3])],
             groups,
         };
@@ -115,4 +212,3 @@ pub fn random_case(rng: &mut SplitMix64, i: usize) -> Case {
         }
     }
 }
-
