@@ -20,12 +20,24 @@ fn conv(c: &mut Criterion) {
     for shape in default_suite() {
         let pb = shape.problem().expect("suite shapes are valid");
         let mut rng = SplitMix64::new(1);
-        let (x, w, dy) = (rng.tensor(pb.x_len()), rng.tensor(pb.w_len()), rng.tensor(pb.y_len()));
+        let (x, w, dy) = (
+            rng.tensor(pb.x_len()),
+            rng.tensor(pb.w_len()),
+            rng.tensor(pb.y_len()),
+        );
         let mut group = c.benchmark_group(shape.name.clone());
-        group.sample_size(10).throughput(Throughput::Elements(pb.flops() as u64));
-        group.bench_function("cpu/forward", |b| b.iter(|| fast::forward(&pb, &x, &w, None).unwrap()));
-        group.bench_function("cpu/input-grad", |b| b.iter(|| fast::input_grad(&pb, &dy, &w).unwrap()));
-        group.bench_function("cpu/weight-grad", |b| b.iter(|| fast::weight_grad(&pb, &dy, &x).unwrap()));
+        group
+            .sample_size(10)
+            .throughput(Throughput::Elements(pb.flops() as u64));
+        group.bench_function("cpu/forward", |b| {
+            b.iter(|| fast::forward(&pb, &x, &w, None).unwrap())
+        });
+        group.bench_function("cpu/input-grad", |b| {
+            b.iter(|| fast::input_grad(&pb, &dy, &w).unwrap())
+        });
+        group.bench_function("cpu/weight-grad", |b| {
+            b.iter(|| fast::weight_grad(&pb, &dy, &x).unwrap())
+        });
         if let Some(ctx) = &gpu {
             let xt = ctx.upload(&x, &pb.x_shape()).unwrap();
             let wt = ctx.upload(&w, &pb.w_shape()).unwrap();

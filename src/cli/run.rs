@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use gpuconv::cpu::reference;
-use gpuconv::npy::{self, Array};
+use gpuconv::npy::{self, read};
 use gpuconv::problem::check_output_grad_shape;
 use gpuconv::{ConvProblem, Error, GpuContext, Op, Result, TensorRole};
 
@@ -56,10 +56,6 @@ fn required<'a, T>(value: &'a Option<T>, flag: &str, op: Op) -> Result<&'a T> {
     value
         .as_ref()
         .ok_or_else(|| Error::Invalid(format!("--op {} needs --{flag}", op.name())))
-}
-
-fn read(path: &std::path::Path) -> Result<Array> {
-    npy::read(path)
 }
 
 pub fn run(args: &RunArgs) -> Result<()> {

@@ -98,29 +98,48 @@ fn is_depthwise(pb: &ConvProblem) -> bool {
     pb.c_per_group() == 1 && pb.params.groups > 1
 }
 
+/// One output row p of kernel tap (r, s) that lands inside the input: output columns `qs` of
+/// row p read input row `h` at columns w0, w0 + sw, w0 + 2·sw, …
+struct TapRow {
+    p: usize,
+    h: usize,
+    qs: std::ops::Range<usize>,
+    w0: usize,
+}
+
+/// Every output row of tap (r, s) that touches the input, from the problem's index relations.
+fn tap_rows(pb: &ConvProblem, r: usize, s: usize) -> impl Iterator<Item = TapRow> + '_ {
+    let qs = pb.valid_output_cols(s);
+    let w0 = pb.input_col(qs.start, s);
+    let rows = if qs.is_empty() {
+        0..0
+    } else {
+        pb.valid_output_rows(r)
+    };
+    rows.map(move |p| TapRow {
+        p,
+        h: pb.input_row(p, r).expect("p in the valid range"),
+        qs: qs.clone(),
+        w0: w0.expect("q in the valid range"),
+    })
+}
+
 /// col[(c·R + r)·S + s][p·Q + q] = X[n, g·Cg + c, h(p, r), w(q, s)], zero in the padding.
 fn im2col(pb: &ConvProblem, x: &[f32], n: usize, g: usize, col: &mut [f32]) {
-    let (pq, rs) = (pb.p * pb.q, pb.r * pb.s);
-    let [sw, dw] = [pb.params.stride[1], pb.params.dilation[1]];
-    let pl = pb.params.padding[1];
+    let (pq, rs, sw) = (pb.p * pb.q, pb.r * pb.s, pb.params.stride[1]);
     col.par_chunks_mut(pq).enumerate().for_each(|(row, out)| {
         let (c, r, s) = (row / rs, (row % rs) / pb.s, row % pb.s);
         let plane = &x[pb.x_index(n, g * pb.c_per_group() + c, 0, 0)..][..pb.h * pb.w];
-        let qs = pb.valid_output_cols(s);
         out.fill(0.0);
-        if qs.is_empty() {
-            return;
-        }
-        for p in pb.valid_output_rows(r) {
-            let h = pb.input_row(p, r).expect("p in the valid range");
-            let src = &plane[h * pb.w..][..pb.w];
-            let dst = &mut out[p * pb.q..][..pb.q];
-            let w0 = qs.start * sw + s * dw - pl;
+        for t in tap_rows(pb, r, s) {
+            let src = &plane[t.h * pb.w..][..pb.w];
+            let dst = &mut out[t.p * pb.q..][..pb.q];
             if sw == 1 {
-                dst[qs.clone()].copy_from_slice(&src[w0..w0 + qs.len()]);
+                let len = t.qs.len();
+                dst[t.qs].copy_from_slice(&src[t.w0..t.w0 + len]);
             } else {
-                for (i, q) in qs.clone().enumerate() {
-                    dst[q] = src[w0 + i * sw];
+                for (i, q) in t.qs.enumerate() {
+                    dst[q] = src[t.w0 + i * sw];
                 }
             }
         }
@@ -195,9 +214,7 @@ pub fn input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
 
 /// Scatter-adds the column matrix of one (image, group) into its dX planes, parallel over channels.
 fn col2im(pb: &ConvProblem, col: &[f32], dx_ng: &mut [f32]) {
-    let (pq, rs) = (pb.p * pb.q, pb.r * pb.s);
-    let [sw, dw] = [pb.params.stride[1], pb.params.dilation[1]];
-    let pl = pb.params.padding[1];
+    let (pq, rs, sw) = (pb.p * pb.q, pb.r * pb.s, pb.params.stride[1]);
     dx_ng
         .par_chunks_mut(pb.h * pb.w)
         .enumerate()
@@ -205,16 +222,10 @@ fn col2im(pb: &ConvProblem, col: &[f32], dx_ng: &mut [f32]) {
             for r in 0..pb.r {
                 for s in 0..pb.s {
                     let src = &col[(c * rs + r * pb.s + s) * pq..][..pq];
-                    let qs = pb.valid_output_cols(s);
-                    if qs.is_empty() {
-                        continue;
-                    }
-                    for p in pb.valid_output_rows(r) {
-                        let h = pb.input_row(p, r).expect("p in the valid range");
-                        let dst = &mut plane[h * pb.w..][..pb.w];
-                        let w0 = qs.start * sw + s * dw - pl;
-                        for (i, q) in qs.clone().enumerate() {
-                            dst[w0 + i * sw] += src[p * pb.q + q];
+                    for t in tap_rows(pb, r, s) {
+                        let dst = &mut plane[t.h * pb.w..][..pb.w];
+                        for (i, q) in t.qs.enumerate() {
+                            dst[t.w0 + i * sw] += src[t.p * pb.q + q];
                         }
                     }
                 }
@@ -254,30 +265,8 @@ fn depthwise_channel(pb: &ConvProblem, k: usize) -> usize {
     pb.group_of_output(k)
 }
 
-/// Adds `scale`·src[w0 + i·stride] into dst[q] for q in `qs` (one output row of one tap).
-fn axpy_strided(
-    dst: &mut [f32],
-    src: &[f32],
-    scale: f32,
-    qs: std::ops::Range<usize>,
-    w0: usize,
-    stride: usize,
-) {
-    if stride == 1 {
-        let len = qs.len();
-        for (d, s) in dst[qs].iter_mut().zip(&src[w0..w0 + len]) {
-            *d += scale * s;
-        }
-    } else {
-        for (i, q) in qs.enumerate() {
-            dst[q] += scale * src[w0 + i * stride];
-        }
-    }
-}
-
 fn depthwise_forward(pb: &ConvProblem, x: &[f32], w: &[f32]) -> Vec<f32> {
-    let (pq, hw, rs) = (pb.p * pb.q, pb.h * pb.w, pb.r * pb.s);
-    let [sw, dw] = [pb.params.stride[1], pb.params.dilation[1]];
+    let (pq, hw, rs, sw) = (pb.p * pb.q, pb.h * pb.w, pb.r * pb.s, pb.params.stride[1]);
     let mut y = vec![0f32; pb.y_len()];
     y.par_chunks_mut(pq).enumerate().for_each(|(nk, out)| {
         let (n, k) = (nk / pb.k, nk % pb.k);
@@ -285,21 +274,11 @@ fn depthwise_forward(pb: &ConvProblem, x: &[f32], w: &[f32]) -> Vec<f32> {
         for r in 0..pb.r {
             for s in 0..pb.s {
                 let wv = w[k * rs + r * pb.s + s];
-                let qs = pb.valid_output_cols(s);
-                if qs.is_empty() {
-                    continue;
-                }
-                let w0 = qs.start * sw + s * dw - pb.params.padding[1];
-                for p in pb.valid_output_rows(r) {
-                    let h = pb.input_row(p, r).expect("p in the valid range");
-                    axpy_strided(
-                        &mut out[p * pb.q..][..pb.q],
-                        &plane[h * pb.w..][..pb.w],
-                        wv,
-                        qs.clone(),
-                        w0,
-                        sw,
-                    );
+                for t in tap_rows(pb, r, s) {
+                    let (dst, src) = (&mut out[t.p * pb.q..][..pb.q], &plane[t.h * pb.w..][..pb.w]);
+                    for (i, q) in t.qs.enumerate() {
+                        dst[q] += wv * src[t.w0 + i * sw];
+                    }
                 }
             }
         }
@@ -308,8 +287,8 @@ fn depthwise_forward(pb: &ConvProblem, x: &[f32], w: &[f32]) -> Vec<f32> {
 }
 
 fn depthwise_input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Vec<f32> {
-    let (pq, hw, rs, kg) = (pb.p * pb.q, pb.h * pb.w, pb.r * pb.s, pb.k_per_group());
-    let [sw, dw] = [pb.params.stride[1], pb.params.dilation[1]];
+    let (pq, hw, rs, sw) = (pb.p * pb.q, pb.h * pb.w, pb.r * pb.s, pb.params.stride[1]);
+    let kg = pb.k_per_group();
     let mut dx = vec![0f32; pb.x_len()];
     dx.par_chunks_mut(hw).enumerate().for_each(|(nc, plane)| {
         let (n, c) = (nc / pb.c, nc % pb.c);
@@ -318,17 +297,11 @@ fn depthwise_input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Vec<f32> {
             for r in 0..pb.r {
                 for s in 0..pb.s {
                     let wv = w[k * rs + r * pb.s + s];
-                    let qs = pb.valid_output_cols(s);
-                    if qs.is_empty() {
-                        continue;
-                    }
-                    let w0 = qs.start * sw + s * dw - pb.params.padding[1];
-                    for p in pb.valid_output_rows(r) {
-                        let h = pb.input_row(p, r).expect("p in the valid range");
-                        let row = &mut plane[h * pb.w..][..pb.w];
-                        let src = &g[p * pb.q..][..pb.q];
-                        for (i, q) in qs.clone().enumerate() {
-                            row[w0 + i * sw] += wv * src[q];
+                    for t in tap_rows(pb, r, s) {
+                        let (dst, src) =
+                            (&mut plane[t.h * pb.w..][..pb.w], &g[t.p * pb.q..][..pb.q]);
+                        for (i, q) in t.qs.enumerate() {
+                            dst[t.w0 + i * sw] += wv * src[q];
                         }
                     }
                 }
@@ -339,8 +312,7 @@ fn depthwise_input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Vec<f32> {
 }
 
 fn depthwise_weight_grad(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Vec<f32> {
-    let (pq, hw, rs) = (pb.p * pb.q, pb.h * pb.w, pb.r * pb.s);
-    let [sw, dw] = [pb.params.stride[1], pb.params.dilation[1]];
+    let (pq, hw, rs, sw) = (pb.p * pb.q, pb.h * pb.w, pb.r * pb.s, pb.params.stride[1]);
     let mut dwt = vec![0f32; pb.w_len()];
     dwt.par_chunks_mut(rs).enumerate().for_each(|(k, out)| {
         let c = depthwise_channel(pb, k);
@@ -349,18 +321,11 @@ fn depthwise_weight_grad(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Vec<f32> {
             let plane = &x[pb.x_index(n, c, 0, 0)..][..hw];
             for r in 0..pb.r {
                 for s in 0..pb.s {
-                    let qs = pb.valid_output_cols(s);
-                    if qs.is_empty() {
-                        continue;
-                    }
-                    let w0 = qs.start * sw + s * dw - pb.params.padding[1];
                     let mut acc = 0f32;
-                    for p in pb.valid_output_rows(r) {
-                        let h = pb.input_row(p, r).expect("p in the valid range");
-                        let row = &plane[h * pb.w..][..pb.w];
-                        let src = &g[p * pb.q..][..pb.q];
-                        for (i, q) in qs.clone().enumerate() {
-                            acc += src[q] * row[w0 + i * sw];
+                    for t in tap_rows(pb, r, s) {
+                        let (row, src) = (&plane[t.h * pb.w..][..pb.w], &g[t.p * pb.q..][..pb.q]);
+                        for (i, q) in t.qs.enumerate() {
+                            acc += src[q] * row[t.w0 + i * sw];
                         }
                     }
                     out[r * pb.s + s] += acc;
