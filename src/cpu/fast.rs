@@ -276,8 +276,16 @@ fn depthwise_forward(pb: &ConvProblem, x: &[f32], w: &[f32]) -> Vec<f32> {
                 let wv = w[k * rs + r * pb.s + s];
                 for t in tap_rows(pb, r, s) {
                     let (dst, src) = (&mut out[t.p * pb.q..][..pb.q], &plane[t.h * pb.w..][..pb.w]);
-                    for (i, q) in t.qs.enumerate() {
-                        dst[q] += wv * src[t.w0 + i * sw];
+                    if sw == 1 {
+                        // Contiguous rows: a zip the compiler vectorises.
+                        let len = t.qs.len();
+                        for (d, x) in dst[t.qs].iter_mut().zip(&src[t.w0..t.w0 + len]) {
+                            *d += wv * x;
+                        }
+                    } else {
+                        for (i, q) in t.qs.enumerate() {
+                            dst[q] += wv * src[t.w0 + i * sw];
+                        }
                     }
                 }
             }
@@ -300,8 +308,15 @@ fn depthwise_input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Vec<f32> {
                     for t in tap_rows(pb, r, s) {
                         let (dst, src) =
                             (&mut plane[t.h * pb.w..][..pb.w], &g[t.p * pb.q..][..pb.q]);
-                        for (i, q) in t.qs.enumerate() {
-                            dst[t.w0 + i * sw] += wv * src[q];
+                        if sw == 1 {
+                            let len = t.qs.len();
+                            for (d, g) in dst[t.w0..t.w0 + len].iter_mut().zip(&src[t.qs]) {
+                                *d += wv * g;
+                            }
+                        } else {
+                            for (i, q) in t.qs.enumerate() {
+                                dst[t.w0 + i * sw] += wv * src[q];
+                            }
                         }
                     }
                 }
