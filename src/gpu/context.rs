@@ -289,11 +289,11 @@ impl GpuContext {
         Ok(())
     }
 
-    /// A storage buffer for `len` f32s (at least 4 bytes), poisoned with NaN when the context asks.
-    pub(crate) fn storage_buffer(&self, what: &str, len: usize) -> Result<wgpu::Buffer> {
+    /// An empty storage buffer for `len` f32s (at least 4 bytes), checked against the limits.
+    fn empty_storage_buffer(&self, what: &str, len: usize) -> Result<wgpu::Buffer> {
         let bytes = (len.max(1) * 4) as u64;
         self.check_buffer_size(what, bytes)?;
-        let buffer = self.scoped(|| {
+        self.scoped(|| {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(what),
                 size: bytes,
@@ -302,7 +302,12 @@ impl GpuContext {
                     | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
-        })?;
+        })
+    }
+
+    /// A storage buffer for `len` f32s, poisoned with NaN when the context asks.
+    pub(crate) fn storage_buffer(&self, what: &str, len: usize) -> Result<wgpu::Buffer> {
+        let buffer = self.empty_storage_buffer(what, len)?;
         if self.options.poison_outputs {
             let nan = vec![f32::NAN; len.max(1)];
             self.queue
@@ -313,18 +318,7 @@ impl GpuContext {
 
     /// A storage buffer holding `data`.
     pub(crate) fn storage_buffer_from(&self, what: &str, data: &[f32]) -> Result<wgpu::Buffer> {
-        let bytes = (data.len().max(1) * 4) as u64;
-        self.check_buffer_size(what, bytes)?;
-        let buffer = self.scoped(|| {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(what),
-                size: bytes,
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        })?;
+        let buffer = self.empty_storage_buffer(what, data.len())?;
         if !data.is_empty() {
             self.queue
                 .write_buffer(&buffer, 0, bytemuck::cast_slice(data));
