@@ -1,7 +1,11 @@
 // Forward convolution Y = conv(X, W) (+ b) as an implicit GEMM: GEMM rows are output pixels
 // (n, p, q), columns are output channels of one group, the reduction runs over that group's
-// (c, r, s). Each invocation holds a TM×TN register tile; the group is part of the grid.
-// TM and TN are generated constants, WG_X/WG_Y pipeline overrides (see gpu/kernels.rs).
+// (c, r, s); the group is part of the grid.
+//
+// Tile (see gpu/kernels.rs): each invocation holds LANE_TILE pixels × UNIFORM_TILE channels.
+// The pixels differ per invocation (gathered X loads); the channels are the same for the whole
+// workgroup, so their weight loads are uniform (one scalar load broadcast on SIMD back ends).
+// `//#for` blocks are unrolled by the host so the tile lives in registers.
 
 @group(0) @binding(0) var<uniform> cv: Conv;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -9,10 +13,9 @@
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-override WG_X: u32 = 16u;
-override WG_Y: u32 = 4u;
+override WG: u32 = 32u;
 
-@compute @workgroup_size(WG_X, WG_Y)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -25,65 +28,64 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let hw = cv.h * cv.w;
     let rs = cv.r * cv.s;
     let pq = cv.p * cv.q;
+    let h_max = i32(cv.h) - 1;
+    let w_max = i32(cv.w) - 1;
 
-    // Rows j of this invocation are WG_X apart so neighbouring lanes read neighbouring pixels.
-    var x_base: array<u32, TM>;
-    var ih0: array<i32, TM>;
-    var iw0: array<i32, TM>;
-    var row_ok: array<bool, TM>;
-    for (var j = 0u; j < TM; j++) {
-        let m = (tile_m * TM + j) * WG_X + lid.x;
-        row_ok[j] = m < cv.rows;
-        let mm = min(m, cv.rows - 1u);
-        let n = mm / pq;
-        let pix = mm % pq;
-        x_base[j] = (n * cv.c + g * cv.cg) * hw;
-        ih0[j] = i32((pix / cv.q) * cv.stride_h) - i32(cv.pad_top);
-        iw0[j] = i32((pix % cv.q) * cv.stride_w) - i32(cv.pad_left);
-    }
-    var w_base: array<u32, TN>;
-    var col_ok: array<bool, TN>;
-    for (var i = 0u; i < TN; i++) {
-        let kk = (tile_n * TN + i) * WG_Y + lid.y;
-        col_ok[i] = kk < cv.kg;
-        w_base[i] = (g * cv.kg + min(kk, cv.kg - 1u)) * cv.cg * rs;
-    }
+    // Lane items: pixels WG apart so neighbouring invocations read neighbouring pixels.
+//#for i in LANE_TILE
+    let m{i} = (tile_m * LANE_TILE + {i}u) * WG + lid.x;
+    let mm{i} = min(m{i}, cv.rows - 1u);
+    let x_base{i} = ((mm{i} / pq) * cv.c + g * cv.cg) * hw;
+    let ih0_{i} = i32((mm{i} % pq) / cv.q * cv.stride_h) - i32(cv.pad_top);
+    let iw0_{i} = i32((mm{i} % cv.q) * cv.stride_w) - i32(cv.pad_left);
+//#end
+    // Uniform items: output channels (clamped; the store skips the excess).
+    let k0 = tile_n * UNIFORM_TILE;
+//#for j in UNIFORM_TILE
+    let w_base{j} = (g * cv.kg + min(k0 + {j}u, cv.kg - 1u)) * cv.cg * rs;
+//#end
+//#for j in UNIFORM_TILE
+//#for i in LANE_TILE
+    var acc{j}_{i} = 0.0;
+//#end
+//#end
 
-    var acc: array<f32, TM * TN>;
     for (var c = 0u; c < cv.cg; c++) {
         for (var r = 0u; r < cv.r; r++) {
+            let dh = i32(r * cv.dil_h);
+//#for i in LANE_TILE
+            let ih{i} = ih0_{i} + dh;
+            let h_ok{i} = ih{i} >= 0 && ih{i} <= h_max;
+            let row{i} = x_base{i} + c * hw + u32(clamp(ih{i}, 0, h_max)) * cv.w;
+//#end
             for (var s = 0u; s < cv.s; s++) {
-                var a: array<f32, TM>;
-                for (var j = 0u; j < TM; j++) {
-                    let ih = ih0[j] + i32(r * cv.dil_h);
-                    let iw = iw0[j] + i32(s * cv.dil_w);
-                    a[j] = 0.0;
-                    if row_ok[j] && ih >= 0 && ih < i32(cv.h) && iw >= 0 && iw < i32(cv.w) {
-                        a[j] = x[x_base[j] + c * hw + u32(ih) * cv.w + u32(iw)];
-                    }
-                }
+                let dw = i32(s * cv.dil_w);
+                // Padding reads a clamped in-bounds element and selects zero: no branch.
+//#for i in LANE_TILE
+                let iw{i} = iw0_{i} + dw;
+                let a{i} = select(0.0, x[row{i} + u32(clamp(iw{i}, 0, w_max))], h_ok{i} && iw{i} >= 0 && iw{i} <= w_max);
+//#end
                 let w_off = c * rs + r * cv.s + s;
-                for (var i = 0u; i < TN; i++) {
-                    let b = wt[w_base[i] + w_off];
-                    for (var j = 0u; j < TM; j++) {
-                        acc[j * TN + i] = fma(a[j], b, acc[j * TN + i]);
-                    }
-                }
+//#for j in UNIFORM_TILE
+                let b{j} = wt[w_base{j} + w_off];
+//#for i in LANE_TILE
+                acc{j}_{i} = fma(a{i}, b{j}, acc{j}_{i});
+//#end
+//#end
             }
         }
     }
 
-    for (var j = 0u; j < TM; j++) {
-        if !row_ok[j] { continue; }
-        let m = (tile_m * TM + j) * WG_X + lid.x;
-        let n = m / pq;
-        let pix = m % pq;
-        for (var i = 0u; i < TN; i++) {
-            if !col_ok[i] { continue; }
-            let kk = g * cv.kg + (tile_n * TN + i) * WG_Y + lid.y;
-            var v = acc[j * TN + i];
-            if cv.has_bias != 0u { v += bias[kk]; }
-            y[(n * cv.k + kk) * pq + pix] = v;
+//#for j in UNIFORM_TILE
+    if k0 + {j}u < cv.kg {
+        let kk = g * cv.kg + k0 + {j}u;
+        var b = 0.0;
+        if cv.has_bias != 0u { b = bias[kk]; }
+//#for i in LANE_TILE
+        if m{i} < cv.rows {
+            y[((m{i} / pq) * cv.k + kk) * pq + m{i} % pq] = acc{j}_{i} + b;
         }
+//#end
     }
+//#end
 }

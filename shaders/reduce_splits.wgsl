@@ -5,13 +5,13 @@
 @group(0) @binding(1) var<storage, read> partial: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-override WG_X: u32 = 64u;
+override WG: u32 = 64u;
 
-@compute @workgroup_size(WG_X)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = linear_workgroup(wid, nwg) * WG_X + lid.x;
+    let i = linear_workgroup(wid, nwg) * WG + lid.x;
     if i >= cv.out_len { return; }
     var sum = 0.0;
     for (var t = 0u; t < cv.splits; t++) {

@@ -254,6 +254,17 @@ impl ConvProblem {
     pub fn k_per_group(&self) -> usize {
         self.k / self.params.groups
     }
+    /// A 1×1 kernel with stride 1 and no padding: every pass is a plain GEMM over pixels.
+    pub fn is_pointwise(&self) -> bool {
+        self.r == 1
+            && self.s == 1
+            && self.params.stride == [1, 1]
+            && self.params.padding == [0, 0, 0, 0]
+    }
+    /// One input channel per group (groups = C): depthwise, with K/C output channels per input.
+    pub fn is_depthwise(&self) -> bool {
+        self.c_per_group() == 1 && self.params.groups > 1
+    }
     /// (N, C, H, W).
     pub fn x_shape(&self) -> [usize; 4] {
         [self.n, self.c, self.h, self.w]

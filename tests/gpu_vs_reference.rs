@@ -8,53 +8,6 @@ use gpuconv::cpu::reference;
 use gpuconv::gpu::SplitK;
 use gpuconv::{ConvParams, ConvProblem};
 
-fn check_all_ops(case: &Case, rng: &mut SplitMix64) {
-    let ctx = gpu().expect("GPU context");
-    let pb = ConvProblem::new(&case.x, &case.w, case.params).unwrap();
-    let what = |op: &str| {
-        format!(
-            "{op} on {} x={:?} w={:?} {:?}",
-            case.label, case.x, case.w, case.params
-        )
-    };
-    let x = rng.tensor(pb.x_len());
-    let w = rng.tensor(pb.w_len());
-    let b = rng.tensor(pb.k);
-    let dy = rng.tensor(pb.y_len());
-    let (xs, ws, ys) = (pb.x_shape(), pb.w_shape(), pb.y_shape());
-
-    let y = ctx
-        .conv2d_forward(&x, &xs, &w, &ws, Some(&b), case.params)
-        .unwrap();
-    assert_close(
-        &what("forward"),
-        &y,
-        &reference::forward(&pb, &x, &w, Some(&b)).unwrap(),
-    );
-    let dx = ctx
-        .conv2d_input_grad(&dy, &ys, &w, &ws, &xs, case.params)
-        .unwrap();
-    assert_close(
-        &what("input-grad"),
-        &dx,
-        &reference::input_grad(&pb, &dy, &w).unwrap(),
-    );
-    let dw = ctx
-        .conv2d_weight_grad(&dy, &ys, &x, &xs, &ws, case.params)
-        .unwrap();
-    assert_close(
-        &what("weight-grad"),
-        &dw,
-        &reference::weight_grad(&pb, &dy, &x).unwrap(),
-    );
-    let db = ctx.conv2d_bias_grad(&dy, &ys).unwrap();
-    assert_close(
-        &what("bias-grad"),
-        &db,
-        &reference::bias_grad(&ys, &dy).unwrap(),
-    );
-}
-
 #[test]
 fn named_cases_match_reference() {
     let mut rng = SplitMix64::new(0x5eed_0001);

@@ -1,8 +1,8 @@
 //! Every WGSL kernel parses and validates with naga (no GPU needed), and the Rust mirror of the
 //! shared uniform has the size naga lays the WGSL struct out with.
 
-use gpuconv::gpu::kernels::{Kernel, TileSpec};
-use gpuconv::gpu::uniform::ConvUniform;
+use gpuconv::gpu::kernels::{Kernel, Spec, TileSpec, WindowSpec};
+use gpuconv::gpu::uniform::{ConvUniform, DepthwiseUniform};
 use gpuconv::gpu::DEFAULT_TILE;
 
 fn validate(source: &str, what: &str) -> naga::Module {
@@ -22,25 +22,40 @@ fn every_kernel_validates_at_every_tile_shape() {
     let specs = [
         DEFAULT_TILE,
         TileSpec {
-            tm: 1,
-            tn: 1,
-            wg_x: 64,
-            wg_y: 1,
+            lane_tile: 1,
+            uniform_tile: 1,
+            lanes: 64,
         },
         TileSpec {
-            tm: 8,
-            tn: 8,
-            wg_x: 8,
-            wg_y: 8,
+            lane_tile: 2,
+            uniform_tile: 4,
+            lanes: 8,
         },
         TileSpec {
-            tm: 4,
-            tn: 8,
-            wg_x: 16,
-            wg_y: 16,
+            lane_tile: 4,
+            uniform_tile: 8,
+            lanes: 16,
         },
     ];
+    let window = |rows, cols, kernel, stride, dilation| WindowSpec {
+        rows,
+        cols,
+        kernel,
+        stride,
+        dilation,
+        lanes: 8,
+    };
+    let windows = [
+        window(4, 4, [3, 3], [1, 1], [1, 1]),
+        window(1, 1, [1, 1], [1, 1], [1, 1]),
+        window(2, 1, [7, 5], [2, 3], [1, 2]),
+    ];
     for kernel in Kernel::ALL {
+        let specs: Vec<Spec> = if kernel.takes_window() {
+            windows.iter().map(|&w| w.into()).collect()
+        } else {
+            specs.iter().map(|&t| t.into()).collect()
+        };
         for spec in specs {
             validate(
                 &kernel.source(spec),
@@ -50,26 +65,34 @@ fn every_kernel_validates_at_every_tile_shape() {
     }
 }
 
-#[test]
-fn conv_uniform_matches_the_wgsl_struct() {
-    let module = validate(&Kernel::Forward.source(DEFAULT_TILE), "forward.wgsl");
+/// Size of WGSL struct `name` (every member one 4-byte scalar) as naga lays it out.
+fn wgsl_struct_size(module: &naga::Module, name: &str) -> (usize, usize) {
     let mut layouter = naga::proc::Layouter::default();
     layouter.update(module.to_ctx()).unwrap();
     let (handle, ty) = module
         .types
         .iter()
-        .find(|(_, t)| t.name.as_deref() == Some("Conv"))
-        .expect("struct Conv in shaders/shared/conv.wgsl");
+        .find(|(_, t)| t.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("struct {name} in shaders/shared/conv.wgsl"));
     let naga::TypeInner::Struct { members, .. } = &ty.inner else {
-        panic!("Conv is not a struct")
+        panic!("{name} is not a struct")
     };
-    assert_eq!(
-        layouter[handle].size as usize,
-        std::mem::size_of::<ConvUniform>()
-    );
-    assert_eq!(
-        members.len() * 4,
-        std::mem::size_of::<ConvUniform>(),
-        "every member is one u32"
-    );
+    (layouter[handle].size as usize, members.len() * 4)
+}
+
+#[test]
+fn uniforms_match_the_wgsl_structs() {
+    let module = validate(&Kernel::Forward.source(DEFAULT_TILE.into()), "forward.wgsl");
+    let cases = [
+        ("Conv", std::mem::size_of::<ConvUniform>()),
+        ("Depthwise", std::mem::size_of::<DepthwiseUniform>()),
+    ];
+    for (name, rust_size) in cases {
+        let (size, packed) = wgsl_struct_size(&module, name);
+        assert_eq!(size, rust_size, "{name}: WGSL size vs Rust size");
+        assert_eq!(
+            packed, rust_size,
+            "{name}: every member is one 4-byte scalar"
+        );
+    }
 }

@@ -10,9 +10,22 @@ struct Conv {
     tiles_m: u32, tiles_n: u32, tiles_total: u32, cols: u32,
     phase_h: u32, phase_w: u32, phase_rows_h: u32, phase_rows_w: u32,
     splits: u32, split_len: u32, red_len: u32, out_len: u32,
+    a_stride_out: u32, a_stride_red: u32, _pad0: u32, _pad1: u32,
 }
 
 // Workgroups are numbered x fastest; the host folds a long 1D grid into (x, y, z).
 fn linear_workgroup(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+}
+
+// Uniform of the direct depthwise kernels (mirrored by `gpu::uniform::DepthwiseUniform`):
+// dst[n, oc, p, q] = Σ_{j<terms} Σ_{r,s} src[n, ic, p·SH + off_h + r·DH, q·SW + off_w + s·DW]
+//                    · wt[wc, tap(r, s)], ic = (oc / chan_div)·chan_mult + j,
+// wc = ic and taps flipped when `flip` (input gradient), else wc = oc (forward).
+struct Depthwise {
+    n: u32, in_c: u32, out_c: u32, terms: u32,
+    in_h: u32, in_w: u32, out_h: u32, out_w: u32,
+    off_h: i32, off_w: i32, flip: u32, chan_div: u32,
+    chan_mult: u32, blocks_h: u32, blocks_w: u32, chunks: u32,
+    tiles_total: u32, splits: u32, out_len: u32, has_bias: u32,
 }

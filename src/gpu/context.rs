@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{Kernel, TileSpec};
+use crate::gpu::kernels::{Kernel, Spec};
 
 static NEXT_CONTEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -66,7 +66,7 @@ pub struct GpuContext {
     pub(crate) queue: wgpu::Queue,
     adapter_info: wgpu::AdapterInfo,
     pub(crate) limits: wgpu::Limits,
-    pipelines: Mutex<HashMap<(Kernel, TileSpec), Arc<wgpu::ComputePipeline>>>,
+    pipelines: Mutex<HashMap<(Kernel, Spec), Arc<wgpu::ComputePipeline>>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     pub(crate) options: ContextOptions,
 }
@@ -203,7 +203,7 @@ impl GpuContext {
     pub(crate) fn pipeline(
         &self,
         kernel: Kernel,
-        spec: TileSpec,
+        spec: Spec,
     ) -> Result<Arc<wgpu::ComputePipeline>> {
         let mut cache = self
             .pipelines

@@ -1,9 +1,9 @@
 //! The WGSL kernels, their specialisations and how their source is assembled.
 //!
 //! Each kernel lives in its own file under `shaders/`; `shaders/shared/conv.wgsl` is prepended to
-//! all of them. Register-tile sizes size function-scope arrays, which WGSL only allows for
-//! constant expressions, so they are generated as `const TM`/`const TN` lines; workgroup sizes
-//! are pipeline-overridable `override` constants.
+//! all of them. A kernel's register tile is unrolled at pipeline-build time: the kernel's
+//! specialisation ([`Spec`]) becomes `const` lines, and `//#for` blocks in the source are
+//! repeated by [`unroll`]. The workgroup size is the pipeline-overridable constant `WG`.
 
 /// Source shared by every kernel.
 pub const SHARED_WGSL: &str = include_str!("../../shaders/shared/conv.wgsl");
@@ -13,6 +13,12 @@ pub const SHARED_WGSL: &str = include_str!("../../shaders/shared/conv.wgsl");
 pub enum Kernel {
     /// `shaders/forward.wgsl`.
     Forward,
+    /// `shaders/pointwise.wgsl` (1×1 stride-1 forward and input gradient as a plain GEMM).
+    Pointwise,
+    /// `shaders/depthwise.wgsl` (depthwise forward and stride-1 input gradient, direct).
+    Depthwise,
+    /// `shaders/depthwise_weight_grad.wgsl`.
+    DepthwiseWeightGrad,
     /// `shaders/input_grad.wgsl`.
     InputGrad,
     /// `shaders/weight_grad.wgsl`.
@@ -25,8 +31,11 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, for validation tests.
-    pub const ALL: [Kernel; 5] = [
+    pub const ALL: [Kernel; 8] = [
         Kernel::Forward,
+        Kernel::Pointwise,
+        Kernel::Depthwise,
+        Kernel::DepthwiseWeightGrad,
         Kernel::InputGrad,
         Kernel::WeightGrad,
         Kernel::ReduceSplits,
@@ -37,6 +46,9 @@ impl Kernel {
     pub fn file_name(self) -> &'static str {
         match self {
             Kernel::Forward => "forward.wgsl",
+            Kernel::Pointwise => "pointwise.wgsl",
+            Kernel::Depthwise => "depthwise.wgsl",
+            Kernel::DepthwiseWeightGrad => "depthwise_weight_grad.wgsl",
             Kernel::InputGrad => "input_grad.wgsl",
             Kernel::WeightGrad => "weight_grad.wgsl",
             Kernel::ReduceSplits => "reduce_splits.wgsl",
@@ -47,6 +59,11 @@ impl Kernel {
     fn body(self) -> &'static str {
         match self {
             Kernel::Forward => include_str!("../../shaders/forward.wgsl"),
+            Kernel::Pointwise => include_str!("../../shaders/pointwise.wgsl"),
+            Kernel::Depthwise => include_str!("../../shaders/depthwise.wgsl"),
+            Kernel::DepthwiseWeightGrad => {
+                include_str!("../../shaders/depthwise_weight_grad.wgsl")
+            }
             Kernel::InputGrad => include_str!("../../shaders/input_grad.wgsl"),
             Kernel::WeightGrad => include_str!("../../shaders/weight_grad.wgsl"),
             Kernel::ReduceSplits => include_str!("../../shaders/reduce_splits.wgsl"),
@@ -54,63 +71,57 @@ impl Kernel {
         }
     }
 
-    /// Whether the kernel takes the 2D workgroup overrides `WG_X`, `WG_Y` (else only `WG_X` or none).
-    fn overrides(self) -> &'static [&'static str] {
-        match self {
-            Kernel::Forward | Kernel::InputGrad | Kernel::WeightGrad => &["WG_X", "WG_Y"],
-            Kernel::ReduceSplits => &["WG_X"],
-            Kernel::BiasGrad => &[],
+    /// The specialisation kind this kernel is written for.
+    pub fn takes_window(self) -> bool {
+        matches!(self, Kernel::Depthwise | Kernel::DepthwiseWeightGrad)
+    }
+
+    /// Full WGSL source of this kernel at `spec`: the specialisation as constants, the shared
+    /// source, and the kernel body with its `//#for` blocks unrolled.
+    pub fn source(self, spec: Spec) -> String {
+        let counts = spec.counts();
+        let mut out = format!(
+            "// generated specialisation: {} at {spec}\n",
+            self.file_name()
+        );
+        for (name, v) in &counts {
+            out.push_str(&format!("const {name}: u32 = {v}u;\n"));
         }
+        out.push_str(SHARED_WGSL);
+        out.push('\n');
+        out.push_str(&unroll(self.body(), &counts));
+        out
     }
 
-    /// Full WGSL source of this kernel at `spec`.
-    pub fn source(self, spec: TileSpec) -> String {
-        format!(
-            "// generated specialisation: {} TM={} TN={}\nconst TM: u32 = {}u;\nconst TN: u32 = {}u;\n{}\n{}",
-            self.file_name(),
-            spec.tm,
-            spec.tn,
-            spec.tm,
-            spec.tn,
-            SHARED_WGSL,
-            self.body()
-        )
-    }
-
-    /// Pipeline-overridable constants for `spec`.
-    pub fn constants(self, spec: TileSpec) -> Vec<(&'static str, f64)> {
-        self.overrides()
-            .iter()
-            .map(|&name| {
-                let v = if name == "WG_X" { spec.wg_x } else { spec.wg_y };
-                (name, v as f64)
-            })
-            .collect()
+    /// Pipeline-overridable constants for `spec` (the workgroup size `WG`).
+    pub fn constants(self, spec: Spec) -> Vec<(&'static str, f64)> {
+        match self {
+            Kernel::BiasGrad => vec![],
+            _ => vec![("WG", spec.lanes() as f64)],
+        }
     }
 }
 
-/// A tile shape: each invocation computes `tm`×`tn` outputs, a workgroup is `wg_x`×`wg_y`
-/// invocations, so a workgroup covers (tm·wg_x) GEMM rows × (tn·wg_y) GEMM columns.
+/// A tile shape for the implicit-GEMM kernels. One GEMM dimension runs across the invocations
+/// of a workgroup (the *lane* dimension: pixels or weight columns, whose operand is gathered per
+/// invocation); the other is shared by the whole workgroup (the *uniform* dimension: channels,
+/// whose operand loads are identical across the workgroup, one broadcast load on SIMD back
+/// ends). Each invocation computes `lane_tile` × `uniform_tile` outputs; a workgroup covers
+/// `lane_tile`·`lanes` lane items × `uniform_tile` uniform items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TileSpec {
-    /// Register-tile rows per invocation.
-    pub tm: u32,
-    /// Register-tile columns per invocation.
-    pub tn: u32,
-    /// Workgroup size along GEMM rows.
-    pub wg_x: u32,
-    /// Workgroup size along GEMM columns.
-    pub wg_y: u32,
+    /// Lane-dimension items per invocation (WGSL `LANE_TILE`).
+    pub lane_tile: u32,
+    /// Uniform-dimension items per workgroup (WGSL `UNIFORM_TILE`).
+    pub uniform_tile: u32,
+    /// Invocations per workgroup (WGSL override `WG`).
+    pub lanes: u32,
 }
 
 impl TileSpec {
-    /// GEMM rows one workgroup covers.
-    pub fn rows_per_workgroup(self) -> u32 {
-        self.tm * self.wg_x
-    }
-    /// GEMM columns one workgroup covers.
-    pub fn cols_per_workgroup(self) -> u32 {
-        self.tn * self.wg_y
+    /// Lane-dimension items one workgroup covers.
+    pub fn lane_items_per_workgroup(self) -> u32 {
+        self.lane_tile * self.lanes
     }
 }
 
@@ -118,8 +129,236 @@ impl std::fmt::Display for TileSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}x{} regs, {}x{} wg",
-            self.tm, self.tn, self.wg_x, self.wg_y
+            "tile {}x{} per invocation, {} lanes",
+            self.lane_tile, self.uniform_tile, self.lanes
         )
     }
+}
+
+/// The specialisation of the direct depthwise kernels: each invocation computes a
+/// `rows`×`cols` block of one output plane, loading once the input window that block's
+/// `r`×`s` taps (at the given stride and dilation) cover, so neighbouring outputs share loads.
+/// The taps are unrolled, so kernel size, stride and dilation are compile-time here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WindowSpec {
+    /// Output rows per invocation (WGSL `TP`).
+    pub rows: u32,
+    /// Output columns per invocation (WGSL `TQ`).
+    pub cols: u32,
+    /// Kernel height and width (WGSL `R`, `S`).
+    pub kernel: [u32; 2],
+    /// Stride (WGSL `SH`, `SW`).
+    pub stride: [u32; 2],
+    /// Dilation (WGSL `DH`, `DW`).
+    pub dilation: [u32; 2],
+    /// Invocations per workgroup (WGSL override `WG`).
+    pub lanes: u32,
+}
+
+impl WindowSpec {
+    /// Input rows and columns one invocation's block reads (WGSL `WH`, `WW`).
+    pub fn window(self) -> [u32; 2] {
+        let extent = |outs: u32, taps: u32, stride: u32, dil: u32| {
+            (outs - 1) * stride + (taps - 1) * dil + 1
+        };
+        [
+            extent(self.rows, self.kernel[0], self.stride[0], self.dilation[0]),
+            extent(self.cols, self.kernel[1], self.stride[1], self.dilation[1]),
+        ]
+    }
+}
+
+/// A kernel specialisation: what gets generated into the source and the workgroup size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Spec {
+    /// Implicit-GEMM and 1D kernels.
+    Tile(TileSpec),
+    /// Direct depthwise kernels.
+    Window(WindowSpec),
+}
+
+impl Spec {
+    /// The generated constants (also the `//#for` counts).
+    pub fn counts(self) -> Vec<(&'static str, u32)> {
+        match self {
+            Spec::Tile(t) => vec![("LANE_TILE", t.lane_tile), ("UNIFORM_TILE", t.uniform_tile)],
+            Spec::Window(w) => {
+                let [wh, ww] = w.window();
+                vec![
+                    ("TP", w.rows),
+                    ("TQ", w.cols),
+                    ("R", w.kernel[0]),
+                    ("S", w.kernel[1]),
+                    ("SH", w.stride[0]),
+                    ("SW", w.stride[1]),
+                    ("DH", w.dilation[0]),
+                    ("DW", w.dilation[1]),
+                    ("WH", wh),
+                    ("WW", ww),
+                ]
+            }
+        }
+    }
+
+    /// Invocations per workgroup.
+    pub fn lanes(self) -> u32 {
+        match self {
+            Spec::Tile(t) => t.lanes,
+            Spec::Window(w) => w.lanes,
+        }
+    }
+}
+
+impl From<TileSpec> for Spec {
+    fn from(t: TileSpec) -> Spec {
+        Spec::Tile(t)
+    }
+}
+
+impl From<WindowSpec> for Spec {
+    fn from(w: WindowSpec) -> Spec {
+        Spec::Window(w)
+    }
+}
+
+impl std::fmt::Display for Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Spec::Tile(t) => t.fmt(f),
+            Spec::Window(w) => {
+                let [wh, ww] = w.window();
+                write!(
+                    f,
+                    "{}x{} outputs per invocation from a {wh}x{ww} window, {} lanes",
+                    w.rows, w.cols, w.lanes
+                )
+            }
+        }
+    }
+}
+
+/// Expands `//#for VAR in COUNT` … `//#end` blocks (nestable): the body is repeated for VAR =
+/// 0..COUNT. Inside, `{EXPR}` (no spaces; integers, `+`, `-`, `*`, bound variables and names
+/// of `counts`) is replaced by its value, e.g. `x{a*SH+r*DH}`. COUNT names an entry of `counts`.
+///
+/// WGSL has no unroll attribute, and naga emits `for` loops over function-scope arrays as real
+/// loops with indexed memory, which software rasterisers (lavapipe) keep in scratch memory;
+/// unrolled scalars stay in registers (5× faster on lavapipe, see benches/NOTES.md).
+pub fn unroll(src: &str, counts: &[(&str, u32)]) -> String {
+    let lines: Vec<&str> = src.lines().collect();
+    let mut out = String::with_capacity(src.len() * 4);
+    expand(&lines, counts, &mut Vec::new(), &mut out);
+    out
+}
+
+fn expand<'a>(
+    lines: &[&'a str],
+    counts: &[(&str, u32)],
+    bound: &mut Vec<(&'a str, u32)>,
+    out: &mut String,
+) {
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        if let Some(header) = line.trim().strip_prefix("//#for ") {
+            let (var, count_name) = header
+                .split_once(" in ")
+                .unwrap_or_else(|| panic!("malformed unroll header: {line}"));
+            let count = lookup(counts, count_name.trim())
+                .unwrap_or_else(|| panic!("unknown unroll count in: {line}"));
+            let end = matching_end(lines, i);
+            for v in 0..count {
+                bound.push((var.trim(), v));
+                expand(&lines[i + 1..end], counts, bound, out);
+                bound.pop();
+            }
+            i = end + 1;
+        } else {
+            if bound.is_empty() {
+                out.push_str(line);
+            } else {
+                substitute(line, counts, bound, out);
+            }
+            out.push('\n');
+            i += 1;
+        }
+    }
+}
+
+fn lookup(table: &[(&str, u32)], name: &str) -> Option<u32> {
+    table.iter().rev().find(|(n, _)| *n == name).map(|e| e.1)
+}
+
+/// Replaces every `{EXPR}` in `line` that evaluates under `bound` and `counts`.
+fn substitute(line: &str, counts: &[(&str, u32)], bound: &[(&str, u32)], out: &mut String) {
+    let mut rest = line;
+    while let Some(open) = rest.find('{') {
+        let Some(len) = rest[open + 1..].find('}') else {
+            break;
+        };
+        let expr = &rest[open + 1..open + 1 + len];
+        match eval(expr, counts, bound) {
+            Some(v) => {
+                out.push_str(&rest[..open]);
+                out.push_str(&v.to_string());
+                rest = &rest[open + len + 2..];
+            }
+            None => {
+                out.push_str(&rest[..=open]);
+                rest = &rest[open + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+}
+
+/// `a*b+c-d` over integers and names; `None` when `expr` is not such an expression.
+fn eval(expr: &str, counts: &[(&str, u32)], bound: &[(&str, u32)]) -> Option<i64> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || "_+-*".contains(c);
+    if expr.is_empty() || !expr.chars().all(ok) {
+        return None;
+    }
+    let value = |atom: &str| -> Option<i64> {
+        atom.parse::<i64>().ok().or_else(|| {
+            lookup(bound, atom)
+                .or_else(|| lookup(counts, atom))
+                .map(i64::from)
+        })
+    };
+    let mut total = 0i64;
+    let mut sign = 1i64;
+    let mut term_start = 0;
+    let bytes = expr.as_bytes();
+    for i in 0..=bytes.len() {
+        if i == bytes.len() || bytes[i] == b'+' || bytes[i] == b'-' {
+            let term = &expr[term_start..i];
+            let mut product = 1i64;
+            for atom in term.split('*') {
+                product *= value(atom)?;
+            }
+            total += sign * product;
+            if i < bytes.len() {
+                sign = if bytes[i] == b'-' { -1 } else { 1 };
+            }
+            term_start = i + 1;
+        }
+    }
+    Some(total)
+}
+
+/// Index of the `//#end` closing the `//#for` at `open`.
+fn matching_end(lines: &[&str], open: usize) -> usize {
+    let mut depth = 0;
+    for (i, line) in lines.iter().enumerate().skip(open) {
+        let t = line.trim();
+        if t.starts_with("//#for ") {
+            depth += 1;
+        } else if t == "//#end" {
+            depth -= 1;
+            if depth == 0 {
+                return i;
+            }
+        }
+    }
+    panic!("unclosed unroll block at line {}", open + 1)
 }

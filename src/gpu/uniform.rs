@@ -71,6 +71,12 @@ pub struct ConvUniform {
     pub red_len: u32,
     /// Length of one output slice (weight gradient) or of the reduced output.
     pub out_len: u32,
+    /// Pointwise GEMM: weight stride along the output channel.
+    pub a_stride_out: u32,
+    /// Pointwise GEMM: weight stride along the reduced channel.
+    pub a_stride_red: u32,
+    /// Padding to a 16-byte multiple.
+    pub _pad: [u32; 2],
 }
 
 impl ConvUniform {
@@ -100,4 +106,50 @@ impl ConvUniform {
             ..Default::default()
         }
     }
+}
+
+/// Mirrors WGSL `struct Depthwise` in `shaders/shared/conv.wgsl` (the direct depthwise kernels).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct DepthwiseUniform {
+    /// Batch.
+    pub n: u32,
+    /// Channels of `src`.
+    pub in_c: u32,
+    /// Channels of `dst` (the weight gradient: of dY).
+    pub out_c: u32,
+    /// Source channels summed into each output channel.
+    pub terms: u32,
+    /// Source plane height.
+    pub in_h: u32,
+    /// Source plane width.
+    pub in_w: u32,
+    /// Output plane height.
+    pub out_h: u32,
+    /// Output plane width.
+    pub out_w: u32,
+    /// Source row of output row 0 at tap 0 (minus the top padding).
+    pub off_h: i32,
+    /// Source column of output column 0 at tap 0.
+    pub off_w: i32,
+    /// 1: weight channel = source channel and taps flipped (input gradient).
+    pub flip: u32,
+    /// Output channels per source-channel block.
+    pub chan_div: u32,
+    /// Source channels per output-channel block.
+    pub chan_mult: u32,
+    /// Output blocks down a plane.
+    pub blocks_h: u32,
+    /// Output blocks across a plane.
+    pub blocks_w: u32,
+    /// Workgroups per plane (forward) or per channel (weight gradient).
+    pub chunks: u32,
+    /// Workgroups in the dispatch.
+    pub tiles_total: u32,
+    /// Weight gradient: partial sums per channel.
+    pub splits: u32,
+    /// Weight gradient: length of one partial-sum slice (K·R·S).
+    pub out_len: u32,
+    /// 1 when a bias is added.
+    pub has_bias: u32,
 }

@@ -1,0 +1,201 @@
+//! Each specialised GPU path is chosen where it should be and matches the f64 reference,
+//! including its tails: the vec4 pointwise GEMM (lane and channel tails, groups), the direct
+//! depthwise kernels (K = C and K = 2C, strides, dilations, asymmetric and oversized padding,
+//! windows that shrink, tiny planes) and the cases that must fall back to the implicit GEMM.
+
+mod common;
+
+use common::*;
+use gpuconv::gpu::describe_plan;
+use gpuconv::{ConvParams, ConvProblem, Op};
+
+/// A case and the plan each of forward, input-grad and weight-grad must report.
+fn check_path(case: Case, plans: [&str; 3], rng: &mut SplitMix64) {
+    let pb = ConvProblem::new(&case.x, &case.w, case.params).unwrap();
+    for (op, want) in [Op::Forward, Op::InputGrad, Op::WeightGrad]
+        .iter()
+        .zip(plans)
+    {
+        let plan = describe_plan(*op, &pb);
+        assert!(
+            plan.starts_with(want),
+            "{} {}: plan {plan:?}, expected it to start with {want:?}",
+            case.label,
+            op.name()
+        );
+    }
+    check_all_ops(&case, rng);
+}
+
+const POINTWISE: &str = "pointwise GEMM";
+const DEPTHWISE: &str = "direct depthwise";
+const GEMM: &str = "implicit GEMM";
+const SPLIT_GEMM: &str = "GEMM split-K";
+
+#[test]
+fn pointwise_gemm_with_tails_and_groups() {
+    let mut rng = SplitMix64::new(0x9a7_0001);
+    let p = ConvParams::default;
+    let pw = [POINTWISE, POINTWISE, SPLIT_GEMM];
+    check_path(
+        case("pointwise", [2, 8, 4, 6], [12, 8, 1, 1], p()),
+        pw,
+        &mut rng,
+    );
+    check_path(
+        case(
+            "pointwise groups 2",
+            [2, 8, 4, 4],
+            [6, 4, 1, 1],
+            p().groups(2),
+        ),
+        pw,
+        &mut rng,
+    );
+    check_path(
+        case("pointwise channel tail", [1, 20, 8, 8], [37, 20, 1, 1], p()),
+        pw,
+        &mut rng,
+    );
+    check_path(
+        case("pointwise lane tail", [3, 5, 6, 10], [7, 5, 1, 1], p()),
+        pw,
+        &mut rng,
+    );
+    // Planes that are not whole vec4 quads, strides and padding take the implicit GEMM.
+    let gemm = [GEMM, GEMM, SPLIT_GEMM];
+    check_path(
+        case("1x1 odd plane", [2, 8, 5, 7], [12, 8, 1, 1], p()),
+        gemm,
+        &mut rng,
+    );
+    check_path(
+        case(
+            "1x1 stride 2",
+            [2, 8, 8, 8],
+            [12, 8, 1, 1],
+            p().stride(2, 2),
+        ),
+        gemm,
+        &mut rng,
+    );
+}
+
+#[test]
+fn direct_depthwise_in_all_three_passes() {
+    let mut rng = SplitMix64::new(0x9a7_0002);
+    let p = ConvParams::default;
+    let direct = [DEPTHWISE, DEPTHWISE, DEPTHWISE];
+    check_path(
+        case(
+            "depthwise K=C",
+            [2, 6, 9, 11],
+            [6, 1, 3, 3],
+            p().groups(6).padding(1, 1),
+        ),
+        direct,
+        &mut rng,
+    );
+    check_path(
+        case(
+            "depthwise K=2C dilation 2 asymmetric padding",
+            [1, 3, 15, 12],
+            [6, 1, 5, 5],
+            p().groups(3).dilation(2, 2).padding_tlbr(4, 1, 2, 3),
+        ),
+        direct,
+        &mut rng,
+    );
+    check_path(
+        case(
+            "depthwise padding beyond the kernel",
+            [1, 2, 4, 4],
+            [2, 1, 3, 3],
+            p().groups(2).padding(4, 4),
+        ),
+        direct,
+        &mut rng,
+    );
+    check_path(
+        case(
+            "depthwise 1x1 output",
+            [2, 3, 1, 1],
+            [3, 1, 3, 3],
+            p().groups(3).padding(1, 1),
+        ),
+        direct,
+        &mut rng,
+    );
+    // Strided: forward and weight gradient stay direct (7×7/2 shrinks its block), the input
+    // gradient takes the stride-phase GEMM.
+    let strided = [DEPTHWISE, GEMM, DEPTHWISE];
+    check_path(
+        case(
+            "depthwise K=2C stride 2",
+            [2, 4, 13, 10],
+            [8, 1, 3, 3],
+            p().groups(4).stride(2, 2).padding(1, 1),
+        ),
+        strided,
+        &mut rng,
+    );
+    check_path(
+        case(
+            "depthwise 7x7 stride 2",
+            [2, 2, 20, 19],
+            [4, 1, 7, 7],
+            p().groups(2).stride(2, 2).padding(3, 3),
+        ),
+        strided,
+        &mut rng,
+    );
+    // Kernels too large to unroll take the GEMM path.
+    check_path(
+        case(
+            "depthwise 9x9",
+            [1, 2, 10, 10],
+            [2, 1, 9, 9],
+            p().groups(2).padding(4, 4),
+        ),
+        [GEMM, GEMM, SPLIT_GEMM],
+        &mut rng,
+    );
+}
+
+#[test]
+fn implicit_gemm_channel_tails_past_the_uniform_tile() {
+    let mut rng = SplitMix64::new(0x9a7_0003);
+    let p = ConvParams::default;
+    // K = 33 and C = 33: one full 32-wide uniform tile plus a tail of one.
+    check_path(
+        case("K=33", [1, 5, 6, 6], [33, 5, 3, 3], p().padding(1, 1)),
+        [GEMM, GEMM, SPLIT_GEMM],
+        &mut rng,
+    );
+    check_path(
+        case(
+            "C=33",
+            [1, 33, 5, 7],
+            [3, 33, 3, 3],
+            p().padding(1, 1).stride(2, 2),
+        ),
+        [GEMM, GEMM, SPLIT_GEMM],
+        &mut rng,
+    );
+}
+
+#[test]
+fn depthwise_grid_beyond_65535_workgroups() {
+    let mut rng = SplitMix64::new(0x9a7_0004);
+    let c = 70_000;
+    check_path(
+        case(
+            "depthwise 70000 channels",
+            [1, c, 1, 1],
+            [c, 1, 3, 3],
+            ConvParams::default().groups(c).padding(1, 1),
+        ),
+        [DEPTHWISE, DEPTHWISE, DEPTHWISE],
+        &mut rng,
+    );
+}
