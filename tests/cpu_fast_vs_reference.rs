@@ -83,3 +83,37 @@ fn pointwise_and_depthwise_paths_match_reference() {
         check(&case, &mut rng);
     }
 }
+
+/// The image-parallel and the all-threads-per-image schedules both match, whatever the
+/// machine's core count: the same problems under pools of 1, 2 and 3 threads (batch 1–6, so
+/// batches that split evenly, unevenly and not at all).
+#[test]
+fn every_thread_schedule_matches_reference() {
+    let mut rng = SplitMix64::new(0xfa57_0004);
+    let p = gpuconv::ConvParams::default;
+    let cases: Vec<Case> = (1..=6)
+        .flat_map(|n| {
+            [
+                case("3x3", [n, 5, 7, 6], [4, 5, 3, 3], p().padding(1, 1)),
+                case("1x1", [n, 6, 4, 5], [3, 6, 1, 1], p()),
+                case(
+                    "strided groups",
+                    [n, 4, 9, 8],
+                    [6, 2, 3, 2],
+                    p().groups(2).stride(2, 1).padding(1, 0),
+                ),
+            ]
+        })
+        .collect();
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            for c in &cases {
+                check(c, &mut rng);
+            }
+        });
+    }
+}

@@ -71,14 +71,14 @@ pub struct Record {
     plan: String,
 }
 
-struct Timing {
-    median_ms: f64,
-    min_ms: f64,
-    max_ms: f64,
+pub(crate) struct Timing {
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
 }
 
 /// Runs `f` once to warm up, then `repeats` times, and returns its last result and the timing.
-fn time<T>(repeats: usize, mut f: impl FnMut() -> Result<T>) -> Result<(T, Timing)> {
+pub(crate) fn time<T>(repeats: usize, mut f: impl FnMut() -> Result<T>) -> Result<(T, Timing)> {
     let mut out = f()?;
     let mut ms = Vec::with_capacity(repeats);
     for _ in 0..repeats.max(1) {

@@ -5,6 +5,7 @@ mod bench;
 mod explain;
 mod info;
 mod run;
+mod sgemm;
 
 use clap::{Args, Parser, Subcommand};
 use gpuconv::{ConvParams, Error, Result};
@@ -30,6 +31,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Write out the forward sums and both gradients of a small problem, term by term.
     Explain(explain::ExplainArgs),
+    /// Time a plain WGSL SGEMM at several tiles: the ceiling the conv kernels are measured against.
+    Sgemm(sgemm::SgemmArgs),
 }
 
 /// Convolution flags shared by `run`, `bench` and `explain`.
@@ -156,6 +159,7 @@ pub fn main() -> i32 {
         Command::Info => info::info(),
         Command::Bench(args) => bench::bench(&args),
         Command::Explain(args) => explain::explain(&args),
+        Command::Sgemm(args) => sgemm::sgemm(&args),
     };
     match result {
         Ok(()) => 0,

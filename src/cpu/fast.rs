@@ -51,8 +51,9 @@ impl<'a> Mat<'a> {
     }
 }
 
-/// dst (m×n, row-major, contiguous) = a·b, or += a·b when `accumulate`.
-fn sgemm(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool) {
+/// dst (m×n, row-major, contiguous) = a·b, or += a·b when `accumulate`; `threads` is the
+/// GEMM's own parallelism (`Threads::One` inside an image-parallel loop).
+fn sgemm(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool, threads: Threads) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(
         b.rows == k && dst.len() >= m * n && a.fits() && b.fits(),
@@ -83,19 +84,66 @@ fn sgemm(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool) {
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(0),
+            match threads {
+                Threads::One => gemm::Parallelism::None,
+                Threads::All => gemm::Parallelism::Rayon(0),
+            },
         );
     }
 }
 
-/// True when X itself is the column matrix (1×1 kernel, stride 1, no padding).
-fn is_pointwise(pb: &ConvProblem) -> bool {
-    pb.r == 1 && pb.s == 1 && pb.params.stride == [1, 1] && pb.params.padding == [0; 4]
+/// Who runs the per-image work: one thread per image, or all threads on each image in turn.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Threads {
+    One,
+    All,
 }
 
-/// True when each group has one input channel (depthwise and its channel multipliers).
-fn is_depthwise(pb: &ConvProblem) -> bool {
-    pb.c_per_group() == 1 && pb.params.groups > 1
+/// Images run in parallel (each with single-threaded GEMMs) when they spread evenly over the
+/// threads: per-image GEMMs of late layers are too small to split well, and splitting the batch
+/// needs no synchronisation inside it.
+fn images_in_parallel(pb: &ConvProblem) -> bool {
+    let t = rayon::current_num_threads();
+    t > 1 && pb.n >= t && (pb.n.is_multiple_of(t) || pb.n >= 4 * t)
+}
+
+/// Calls `f(index, chunk)` on each `size`-long chunk of `data`, across threads or in order.
+fn for_each_chunk(
+    data: &mut [f32],
+    size: usize,
+    threads: Threads,
+    f: impl Fn(usize, &mut [f32]) + Send + Sync,
+) {
+    match threads {
+        Threads::All => data
+            .par_chunks_mut(size)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c)),
+        Threads::One => data.chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c)),
+    }
+}
+
+/// Runs `per_image(n, out_n, scratch, threads)` for every image n on its `out_len`-long slice
+/// of `out`: images across threads when [`images_in_parallel`], else one after another with
+/// every thread inside each. `scratch_len` sizes a per-thread column buffer.
+fn for_each_image(
+    pb: &ConvProblem,
+    out: &mut [f32],
+    out_len: usize,
+    scratch_len: usize,
+    per_image: impl Fn(usize, &mut [f32], &mut [f32], Threads) + Send + Sync,
+) {
+    if images_in_parallel(pb) {
+        out.par_chunks_mut(out_len).enumerate().for_each_init(
+            || vec![0f32; scratch_len],
+            |col, (n, out_n)| per_image(n, out_n, col, Threads::One),
+        );
+    } else {
+        let mut col = vec![0f32; scratch_len];
+        for (n, out_n) in out.chunks_mut(out_len).enumerate() {
+            per_image(n, out_n, &mut col, Threads::All);
+        }
+    }
 }
 
 /// One output row p of kernel tap (r, s) that lands inside the input: output columns `qs` of
@@ -125,25 +173,30 @@ fn tap_rows(pb: &ConvProblem, r: usize, s: usize) -> impl Iterator<Item = TapRow
 }
 
 /// col[(c·R + r)·S + s][p·Q + q] = X[n, g·Cg + c, h(p, r), w(q, s)], zero in the padding.
-fn im2col(pb: &ConvProblem, x: &[f32], n: usize, g: usize, col: &mut [f32]) {
+fn im2col(pb: &ConvProblem, x: &[f32], n: usize, g: usize, col: &mut [f32], threads: Threads) {
     let (pq, rs, sw) = (pb.p * pb.q, pb.r * pb.s, pb.params.stride[1]);
-    col.par_chunks_mut(pq).enumerate().for_each(|(row, out)| {
-        let (c, r, s) = (row / rs, (row % rs) / pb.s, row % pb.s);
-        let plane = &x[pb.x_index(n, g * pb.c_per_group() + c, 0, 0)..][..pb.h * pb.w];
-        out.fill(0.0);
-        for t in tap_rows(pb, r, s) {
-            let src = &plane[t.h * pb.w..][..pb.w];
-            let dst = &mut out[t.p * pb.q..][..pb.q];
-            if sw == 1 {
-                let len = t.qs.len();
-                dst[t.qs].copy_from_slice(&src[t.w0..t.w0 + len]);
-            } else {
-                for (i, q) in t.qs.enumerate() {
-                    dst[q] = src[t.w0 + i * sw];
+    for_each_chunk(
+        &mut col[..pb.c_per_group() * rs * pq],
+        pq,
+        threads,
+        |row, out| {
+            let (c, r, s) = (row / rs, (row % rs) / pb.s, row % pb.s);
+            let plane = &x[pb.x_index(n, g * pb.c_per_group() + c, 0, 0)..][..pb.h * pb.w];
+            out.fill(0.0);
+            for t in tap_rows(pb, r, s) {
+                let src = &plane[t.h * pb.w..][..pb.w];
+                let dst = &mut out[t.p * pb.q..][..pb.q];
+                if sw == 1 {
+                    let len = t.qs.len();
+                    dst[t.qs].copy_from_slice(&src[t.w0..t.w0 + len]);
+                } else {
+                    for (i, q) in t.qs.enumerate() {
+                        dst[q] = src[t.w0 + i * sw];
+                    }
                 }
             }
-        }
-    });
+        },
+    );
 }
 
 /// Y = conv(X, W) (+ b).
@@ -153,26 +206,26 @@ pub fn forward(pb: &ConvProblem, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> 
     if let Some(b) = bias {
         pb.check_len(TensorRole::Bias, b.len())?;
     }
-    let mut y = if is_depthwise(pb) {
+    let mut y = if pb.is_depthwise() {
         depthwise_forward(pb, x, w)
     } else {
         let (cg, kg, pq) = (pb.c_per_group(), pb.k_per_group(), pb.p * pb.q);
         let crs = cg * pb.r * pb.s;
         let mut y = vec![0f32; pb.y_len()];
-        let mut col = vec![0f32; if is_pointwise(pb) { 0 } else { crs * pq }];
-        for n in 0..pb.n {
+        let col_len = if pb.is_pointwise() { 0 } else { crs * pq };
+        for_each_image(pb, &mut y, pb.k * pq, col_len, |n, y_n, col, threads| {
             for g in 0..pb.params.groups {
                 let w_g = Mat::row_major(&w[g * kg * crs..][..kg * crs], kg, crs);
-                let y_ng = &mut y[pb.y_index(n, g * kg, 0, 0)..][..kg * pq];
-                if is_pointwise(pb) {
-                    let x_ng = &x[pb.x_index(n, g * cg, 0, 0)..][..cg * pq];
-                    sgemm(y_ng, w_g, Mat::row_major(x_ng, cg, pq), false);
+                let y_ng = &mut y_n[g * kg * pq..][..kg * pq];
+                let cols = if pb.is_pointwise() {
+                    Mat::row_major(&x[pb.x_index(n, g * cg, 0, 0)..][..cg * pq], cg, pq)
                 } else {
-                    im2col(pb, x, n, g, &mut col);
-                    sgemm(y_ng, w_g, Mat::row_major(&col, crs, pq), false);
-                }
+                    im2col(pb, x, n, g, col, threads);
+                    Mat::row_major(col, crs, pq)
+                };
+                sgemm(y_ng, w_g, cols, false, threads);
             }
-        }
+        });
         y
     };
     if let Some(b) = bias {
@@ -189,73 +242,98 @@ pub fn forward(pb: &ConvProblem, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> 
 pub fn input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     pb.check_len(TensorRole::OutputGrad, dy.len())?;
     pb.check_len(TensorRole::Weight, w.len())?;
-    if is_depthwise(pb) {
+    if pb.is_depthwise() {
         return Ok(depthwise_input_grad(pb, dy, w));
     }
     let (cg, kg, pq) = (pb.c_per_group(), pb.k_per_group(), pb.p * pb.q);
-    let crs = cg * pb.r * pb.s;
+    let (crs, hw) = (cg * pb.r * pb.s, pb.h * pb.w);
     let mut dx = vec![0f32; pb.x_len()];
-    let mut col = vec![0f32; crs * pq];
-    for n in 0..pb.n {
+    let col_len = if pb.is_pointwise() { 0 } else { crs * pq };
+    for_each_image(pb, &mut dx, pb.c * hw, col_len, |n, dx_n, col, threads| {
         for g in 0..pb.params.groups {
             let w_g = Mat::row_major(&w[g * kg * crs..][..kg * crs], kg, crs);
             let dy_ng = Mat::row_major(&dy[pb.y_index(n, g * kg, 0, 0)..][..kg * pq], kg, pq);
-            let dx_ng = &mut dx[pb.x_index(n, g * cg, 0, 0)..][..cg * pb.h * pb.w];
-            if is_pointwise(pb) {
-                sgemm(dx_ng, w_g.t(), dy_ng, false);
+            let dx_ng = &mut dx_n[g * cg * hw..][..cg * hw];
+            if pb.is_pointwise() {
+                sgemm(dx_ng, w_g.t(), dy_ng, false, threads);
             } else {
-                sgemm(&mut col, w_g.t(), dy_ng, false);
-                col2im(pb, &col, dx_ng);
+                sgemm(col, w_g.t(), dy_ng, false, threads);
+                col2im(pb, col, dx_ng, threads);
             }
         }
-    }
+    });
     Ok(dx)
 }
 
 /// Scatter-adds the column matrix of one (image, group) into its dX planes, parallel over channels.
-fn col2im(pb: &ConvProblem, col: &[f32], dx_ng: &mut [f32]) {
+fn col2im(pb: &ConvProblem, col: &[f32], dx_ng: &mut [f32], threads: Threads) {
     let (pq, rs, sw) = (pb.p * pb.q, pb.r * pb.s, pb.params.stride[1]);
-    dx_ng
-        .par_chunks_mut(pb.h * pb.w)
-        .enumerate()
-        .for_each(|(c, plane)| {
-            for r in 0..pb.r {
-                for s in 0..pb.s {
-                    let src = &col[(c * rs + r * pb.s + s) * pq..][..pq];
-                    for t in tap_rows(pb, r, s) {
-                        let dst = &mut plane[t.h * pb.w..][..pb.w];
+    for_each_chunk(dx_ng, pb.h * pb.w, threads, |c, plane| {
+        for r in 0..pb.r {
+            for s in 0..pb.s {
+                let src = &col[(c * rs + r * pb.s + s) * pq..][..pq];
+                for t in tap_rows(pb, r, s) {
+                    let dst = &mut plane[t.h * pb.w..][..pb.w];
+                    let src = &src[t.p * pb.q..][..pb.q];
+                    if sw == 1 {
+                        // Contiguous rows: a zip the compiler vectorises.
+                        let len = t.qs.len();
+                        for (d, v) in dst[t.w0..t.w0 + len].iter_mut().zip(&src[t.qs]) {
+                            *d += v;
+                        }
+                    } else {
                         for (i, q) in t.qs.enumerate() {
-                            dst[t.w0 + i * sw] += src[t.p * pb.q + q];
+                            dst[t.w0 + i * sw] += src[q];
                         }
                     }
                 }
             }
-        });
+        }
+    });
 }
 
 /// dW from dY and X.
 pub fn weight_grad(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Result<Vec<f32>> {
     pb.check_len(TensorRole::OutputGrad, dy.len())?;
     pb.check_len(TensorRole::Input, x.len())?;
-    if is_depthwise(pb) {
+    if pb.is_depthwise() {
         return Ok(depthwise_weight_grad(pb, dy, x));
     }
     let (cg, kg, pq) = (pb.c_per_group(), pb.k_per_group(), pb.p * pb.q);
     let crs = cg * pb.r * pb.s;
-    let mut dw = vec![0f32; pb.w_len()];
-    let mut col = vec![0f32; if is_pointwise(pb) { 0 } else { crs * pq }];
-    for n in 0..pb.n {
-        for g in 0..pb.params.groups {
-            let dy_ng = Mat::row_major(&dy[pb.y_index(n, g * kg, 0, 0)..][..kg * pq], kg, pq);
-            let dw_g = &mut dw[g * kg * crs..][..kg * crs];
-            let cols = if is_pointwise(pb) {
-                Mat::row_major(&x[pb.x_index(n, g * cg, 0, 0)..][..cg * pq], cg, pq)
-            } else {
-                im2col(pb, x, n, g, &mut col);
-                Mat::row_major(&col, crs, pq)
-            };
-            sgemm(dw_g, dy_ng, cols.t(), n > 0);
+    let col_len = if pb.is_pointwise() { 0 } else { crs * pq };
+    // dW over the images in `range`, accumulated in order.
+    let partial = |range: std::ops::Range<usize>, threads: Threads| {
+        let mut dw = vec![0f32; pb.w_len()];
+        let mut col = vec![0f32; col_len];
+        for n in range.clone() {
+            for g in 0..pb.params.groups {
+                let dy_ng = Mat::row_major(&dy[pb.y_index(n, g * kg, 0, 0)..][..kg * pq], kg, pq);
+                let dw_g = &mut dw[g * kg * crs..][..kg * crs];
+                let cols = if pb.is_pointwise() {
+                    Mat::row_major(&x[pb.x_index(n, g * cg, 0, 0)..][..cg * pq], cg, pq)
+                } else {
+                    im2col(pb, x, n, g, &mut col, threads);
+                    Mat::row_major(&col, crs, pq)
+                };
+                sgemm(dw_g, dy_ng, cols.t(), n > range.start, threads);
+            }
         }
+        dw
+    };
+    if !images_in_parallel(pb) {
+        return Ok(partial(0..pb.n, Threads::All));
+    }
+    // One contiguous run of images per thread, summed in a fixed order: deterministic.
+    let t = rayon::current_num_threads();
+    let ranges: Vec<_> = (0..t).map(|i| i * pb.n / t..(i + 1) * pb.n / t).collect();
+    let partials: Vec<Vec<f32>> = ranges
+        .into_par_iter()
+        .map(|range| partial(range, Threads::One))
+        .collect();
+    let mut dw = vec![0f32; pb.w_len()];
+    for part in &partials {
+        dw.iter_mut().zip(part).for_each(|(d, v)| *d += v);
     }
     Ok(dw)
 }
@@ -265,88 +343,174 @@ fn depthwise_channel(pb: &ConvProblem, k: usize) -> usize {
     pb.group_of_output(k)
 }
 
+/// A zero-bordered copy of one H×W plane with the problem's padding, so the depthwise loops
+/// index it without bounds tests: padded row p·sh + r·dh is input row p·sh − top + r·dh.
+struct PaddedPlane {
+    data: Vec<f32>,
+    width: usize,
+}
+
+impl PaddedPlane {
+    fn new(pb: &ConvProblem) -> Self {
+        let [top, left, bottom, right] = pb.params.padding;
+        let width = left + pb.w + right;
+        PaddedPlane {
+            data: vec![0f32; (top + pb.h + bottom) * width],
+            width,
+        }
+    }
+
+    /// Copies `plane` (H×W) into the interior; the border stays zero.
+    fn fill(&mut self, pb: &ConvProblem, plane: &[f32]) {
+        let [top, left, _, _] = pb.params.padding;
+        for (h, src) in plane.chunks_exact(pb.w).enumerate() {
+            self.data[(top + h) * self.width + left..][..pb.w].copy_from_slice(src);
+        }
+    }
+
+    /// Padded row `row` from column `col` on.
+    fn row(&self, row: usize, col: usize) -> &[f32] {
+        &self.data[row * self.width + col..(row + 1) * self.width]
+    }
+
+    fn row_mut(&mut self, row: usize, col: usize) -> &mut [f32] {
+        &mut self.data[row * self.width + col..(row + 1) * self.width]
+    }
+
+    /// Copies the interior back out into `plane` (H×W).
+    fn interior_to(&self, pb: &ConvProblem, plane: &mut [f32]) {
+        let [top, left, _, _] = pb.params.padding;
+        for (h, dst) in plane.chunks_exact_mut(pb.w).enumerate() {
+            dst.copy_from_slice(&self.data[(top + h) * self.width + left..][..pb.w]);
+        }
+    }
+}
+
+/// Σ a[i]·b[i·stride] over a's length, in 16 independent lanes so it vectorises; the lane
+/// order is fixed, so the result is deterministic.
+fn strided_dot(a: &[f32], b: &[f32], stride: usize) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    if stride == 1 {
+        let b = &b[..a.len()];
+        let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+        let (ar, br) = (ac.remainder(), bc.remainder());
+        for (x, y) in ac.zip(bc) {
+            for l in 0..LANES {
+                acc[l] += x[l] * y[l];
+            }
+        }
+        for (l, (x, y)) in ar.iter().zip(br).enumerate() {
+            acc[l] += x * y;
+        }
+    } else {
+        for (i, x) in a.iter().enumerate() {
+            acc[i % LANES] += x * b[i * stride];
+        }
+    }
+    acc.iter().sum()
+}
+
+/// dst[q] += w·src[q·stride] for every q of dst.
+fn axpy_strided(dst: &mut [f32], w: f32, src: &[f32], stride: usize) {
+    if stride == 1 {
+        let len = dst.len();
+        for (d, x) in dst.iter_mut().zip(&src[..len]) {
+            *d += w * x;
+        }
+    } else {
+        for (q, d) in dst.iter_mut().enumerate() {
+            *d += w * src[q * stride];
+        }
+    }
+}
+
 fn depthwise_forward(pb: &ConvProblem, x: &[f32], w: &[f32]) -> Vec<f32> {
-    let (pq, hw, rs, sw) = (pb.p * pb.q, pb.h * pb.w, pb.r * pb.s, pb.params.stride[1]);
+    let (pq, hw, rs) = (pb.p * pb.q, pb.h * pb.w, pb.r * pb.s);
+    let ([sh, sw], [dh, dw]) = (pb.params.stride, pb.params.dilation);
     let mut y = vec![0f32; pb.y_len()];
-    y.par_chunks_mut(pq).enumerate().for_each(|(nk, out)| {
-        let (n, k) = (nk / pb.k, nk % pb.k);
-        let plane = &x[pb.x_index(n, depthwise_channel(pb, k), 0, 0)..][..hw];
-        for r in 0..pb.r {
-            for s in 0..pb.s {
-                let wv = w[k * rs + r * pb.s + s];
-                for t in tap_rows(pb, r, s) {
-                    let (dst, src) = (&mut out[t.p * pb.q..][..pb.q], &plane[t.h * pb.w..][..pb.w]);
-                    if sw == 1 {
-                        // Contiguous rows: a zip the compiler vectorises.
-                        let len = t.qs.len();
-                        for (d, x) in dst[t.qs].iter_mut().zip(&src[t.w0..t.w0 + len]) {
-                            *d += wv * x;
-                        }
-                    } else {
-                        for (i, q) in t.qs.enumerate() {
-                            dst[q] += wv * src[t.w0 + i * sw];
-                        }
+    y.par_chunks_mut(pq).enumerate().for_each_init(
+        || PaddedPlane::new(pb),
+        |padded, (nk, out)| {
+            let (n, k) = (nk / pb.k, nk % pb.k);
+            padded.fill(
+                pb,
+                &x[pb.x_index(n, depthwise_channel(pb, k), 0, 0)..][..hw],
+            );
+            let taps = &w[k * rs..][..rs];
+            for (p, out_row) in out.chunks_exact_mut(pb.q).enumerate() {
+                for r in 0..pb.r {
+                    for s in 0..pb.s {
+                        let src = padded.row(p * sh + r * dh, s * dw);
+                        axpy_strided(out_row, taps[r * pb.s + s], src, sw);
                     }
                 }
             }
-        }
-    });
+        },
+    );
     y
 }
 
 fn depthwise_input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Vec<f32> {
-    let (pq, hw, rs, sw) = (pb.p * pb.q, pb.h * pb.w, pb.r * pb.s, pb.params.stride[1]);
+    let (pq, hw, rs) = (pb.p * pb.q, pb.h * pb.w, pb.r * pb.s);
+    let ([sh, sw], [dh, dw]) = (pb.params.stride, pb.params.dilation);
     let kg = pb.k_per_group();
     let mut dx = vec![0f32; pb.x_len()];
-    dx.par_chunks_mut(hw).enumerate().for_each(|(nc, plane)| {
-        let (n, c) = (nc / pb.c, nc % pb.c);
-        for k in c * kg..(c + 1) * kg {
-            let g = &dy[pb.y_index(n, k, 0, 0)..][..pq];
-            for r in 0..pb.r {
-                for s in 0..pb.s {
-                    let wv = w[k * rs + r * pb.s + s];
-                    for t in tap_rows(pb, r, s) {
-                        let (dst, src) =
-                            (&mut plane[t.h * pb.w..][..pb.w], &g[t.p * pb.q..][..pb.q]);
-                        if sw == 1 {
-                            let len = t.qs.len();
-                            for (d, g) in dst[t.w0..t.w0 + len].iter_mut().zip(&src[t.qs]) {
-                                *d += wv * g;
-                            }
-                        } else {
-                            for (i, q) in t.qs.enumerate() {
-                                dst[t.w0 + i * sw] += wv * src[q];
+    // Scatter into a padded plane (the padding absorbs the taps that fall outside X), then crop.
+    dx.par_chunks_mut(hw).enumerate().for_each_init(
+        || PaddedPlane::new(pb),
+        |padded, (nc, plane)| {
+            let (n, c) = (nc / pb.c, nc % pb.c);
+            padded.data.fill(0.0);
+            for k in c * kg..(c + 1) * kg {
+                let g = &dy[pb.y_index(n, k, 0, 0)..][..pq];
+                let taps = &w[k * rs..][..rs];
+                for (p, g_row) in g.chunks_exact(pb.q).enumerate() {
+                    for r in 0..pb.r {
+                        for s in 0..pb.s {
+                            let wv = taps[r * pb.s + s];
+                            let dst = padded.row_mut(p * sh + r * dh, s * dw);
+                            if sw == 1 {
+                                for (d, v) in dst[..pb.q].iter_mut().zip(g_row) {
+                                    *d += wv * v;
+                                }
+                            } else {
+                                for (q, v) in g_row.iter().enumerate() {
+                                    dst[q * sw] += wv * v;
+                                }
                             }
                         }
                     }
                 }
             }
-        }
-    });
+            padded.interior_to(pb, plane);
+        },
+    );
     dx
 }
 
 fn depthwise_weight_grad(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Vec<f32> {
-    let (pq, hw, rs, sw) = (pb.p * pb.q, pb.h * pb.w, pb.r * pb.s, pb.params.stride[1]);
+    let (pq, hw, rs) = (pb.p * pb.q, pb.h * pb.w, pb.r * pb.s);
+    let ([sh, sw], [dh, dw]) = (pb.params.stride, pb.params.dilation);
     let mut dwt = vec![0f32; pb.w_len()];
-    dwt.par_chunks_mut(rs).enumerate().for_each(|(k, out)| {
-        let c = depthwise_channel(pb, k);
-        for n in 0..pb.n {
-            let g = &dy[pb.y_index(n, k, 0, 0)..][..pq];
-            let plane = &x[pb.x_index(n, c, 0, 0)..][..hw];
-            for r in 0..pb.r {
-                for s in 0..pb.s {
-                    let mut acc = 0f32;
-                    for t in tap_rows(pb, r, s) {
-                        let (row, src) = (&plane[t.h * pb.w..][..pb.w], &g[t.p * pb.q..][..pb.q]);
-                        for (i, q) in t.qs.enumerate() {
-                            acc += src[q] * row[t.w0 + i * sw];
+    dwt.par_chunks_mut(rs).enumerate().for_each_init(
+        || PaddedPlane::new(pb),
+        |padded, (k, out)| {
+            let c = depthwise_channel(pb, k);
+            for n in 0..pb.n {
+                padded.fill(pb, &x[pb.x_index(n, c, 0, 0)..][..hw]);
+                let g = &dy[pb.y_index(n, k, 0, 0)..][..pq];
+                for r in 0..pb.r {
+                    for s in 0..pb.s {
+                        let mut acc = 0f32;
+                        for (p, g_row) in g.chunks_exact(pb.q).enumerate() {
+                            acc += strided_dot(g_row, padded.row(p * sh + r * dh, s * dw), sw);
                         }
+                        out[r * pb.s + s] += acc;
                     }
-                    out[r * pb.s + s] += acc;
                 }
             }
-        }
-    });
+        },
+    );
     dwt
 }

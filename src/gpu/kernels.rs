@@ -27,11 +27,13 @@ pub enum Kernel {
     ReduceSplits,
     /// `shaders/bias_grad.wgsl`.
     BiasGrad,
+    /// `shaders/sgemm.wgsl` (the plain-SGEMM ceiling micro-benchmark).
+    Sgemm,
 }
 
 impl Kernel {
     /// Every kernel, for validation tests.
-    pub const ALL: [Kernel; 8] = [
+    pub const ALL: [Kernel; 9] = [
         Kernel::Forward,
         Kernel::Pointwise,
         Kernel::Depthwise,
@@ -40,6 +42,7 @@ impl Kernel {
         Kernel::WeightGrad,
         Kernel::ReduceSplits,
         Kernel::BiasGrad,
+        Kernel::Sgemm,
     ];
 
     /// The kernel's file name under `shaders/`.
@@ -53,6 +56,7 @@ impl Kernel {
             Kernel::WeightGrad => "weight_grad.wgsl",
             Kernel::ReduceSplits => "reduce_splits.wgsl",
             Kernel::BiasGrad => "bias_grad.wgsl",
+            Kernel::Sgemm => "sgemm.wgsl",
         }
     }
 
@@ -68,6 +72,7 @@ impl Kernel {
             Kernel::WeightGrad => include_str!("../../shaders/weight_grad.wgsl"),
             Kernel::ReduceSplits => include_str!("../../shaders/reduce_splits.wgsl"),
             Kernel::BiasGrad => include_str!("../../shaders/bias_grad.wgsl"),
+            Kernel::Sgemm => include_str!("../../shaders/sgemm.wgsl"),
         }
     }
 

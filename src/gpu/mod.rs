@@ -3,6 +3,7 @@
 mod context;
 pub mod kernels;
 mod ops;
+pub mod sgemm;
 mod tensor;
 pub mod uniform;
 

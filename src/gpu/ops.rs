@@ -169,7 +169,7 @@ impl GpuContext {
     }
 
     /// Records one dispatch of `kernel` over `workgroups` workgroups with `buffers` bound in order.
-    fn dispatch(
+    pub(crate) fn dispatch(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         kernel: Kernel,
@@ -203,7 +203,10 @@ impl GpuContext {
         Ok(())
     }
 
-    fn submit(&self, record: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<()>) -> Result<()> {
+    pub(crate) fn submit(
+        &self,
+        record: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<()>,
+    ) -> Result<()> {
         self.scoped(|| -> Result<()> {
             let mut encoder = self
                 .device
