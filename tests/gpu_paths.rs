@@ -16,7 +16,7 @@ fn check_path(case: Case, plans: [&str; 3], rng: &mut SplitMix64) {
         .iter()
         .zip(plans)
     {
-        let plan = describe_plan(*op, &pb);
+        let plan = describe_plan(gpu().expect("GPU context").tile_profile(), *op, &pb);
         assert!(
             plan.starts_with(want),
             "{} {}: plan {plan:?}, expected it to start with {want:?}",
@@ -198,4 +198,19 @@ fn depthwise_grid_beyond_65535_workgroups() {
         [DEPTHWISE, DEPTHWISE, DEPTHWISE],
         &mut rng,
     );
+}
+
+/// The hardware-GPU tile profile (small register tiles, 64-wide workgroups) is what real GPUs
+/// run; lavapipe runs it here so its index arithmetic and tails are checked too.
+#[test]
+fn hardware_gpu_tile_profile_matches_reference() {
+    let ctx = gpu_with_gpu_tiles().expect("GPU context");
+    let mut rng = SplitMix64::new(0x9a7_0005);
+    for case in named_cases() {
+        check_all_ops_on(ctx, &case, &mut rng);
+    }
+    for i in 0..60 {
+        let case = random_case(&mut rng, i);
+        check_all_ops_on(ctx, &case, &mut rng);
+    }
 }

@@ -263,7 +263,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             }
             let mut gpu = None;
             if let (Some(ctx), Some(res)) = (&ctx, &resident) {
-                let plan = describe_plan(op, &pb);
+                let plan = describe_plan(ctx.tile_profile(), op, &pb);
                 let (out, t) = time(args.repeats, || {
                     let out = gpu_resident(ctx, op, &pb, res)?;
                     ctx.wait()?;

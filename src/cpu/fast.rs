@@ -377,6 +377,15 @@ impl PaddedPlane {
         &mut self.data[row * self.width + col..(row + 1) * self.width]
     }
 
+    /// Copies a P×Q plane into rows of this plane's width from the top-left corner, zeroing
+    /// everything else, so a stride-1 tap becomes one flat axpy or dot over P·width elements.
+    fn fill_output_layout(&mut self, plane: &[f32], q: usize) {
+        self.data.fill(0.0);
+        for (p, src) in plane.chunks_exact(q).enumerate() {
+            self.data[p * self.width..][..q].copy_from_slice(src);
+        }
+    }
+
     /// Copies the interior back out into `plane` (H×W).
     fn interior_to(&self, pb: &ConvProblem, plane: &mut [f32]) {
         let [top, left, _, _] = pb.params.padding;
@@ -425,19 +434,47 @@ fn axpy_strided(dst: &mut [f32], w: f32, src: &[f32], stride: usize) {
     }
 }
 
+/// Flat offset of tap (r, s) in a padded plane: a stride-1 output at flat index p·width + q reads
+/// padded element p·width + q + tap_offset.
+fn tap_offset(pb: &ConvProblem, width: usize, r: usize, s: usize) -> usize {
+    let [dh, dw] = pb.params.dilation;
+    r * dh * width + s * dw
+}
+
+/// Elements of a P-row plane laid out at `width` that a flat stride-1 loop covers.
+fn flat_len(pb: &ConvProblem, width: usize) -> usize {
+    (pb.p - 1) * width + pb.q
+}
+
 fn depthwise_forward(pb: &ConvProblem, x: &[f32], w: &[f32]) -> Vec<f32> {
     let (pq, hw, rs) = (pb.p * pb.q, pb.h * pb.w, pb.r * pb.s);
     let ([sh, sw], [dh, dw]) = (pb.params.stride, pb.params.dilation);
     let mut y = vec![0f32; pb.y_len()];
     y.par_chunks_mut(pq).enumerate().for_each_init(
-        || PaddedPlane::new(pb),
-        |padded, (nk, out)| {
+        || (PaddedPlane::new(pb), PaddedPlane::new(pb)),
+        |(padded, acc), (nk, out)| {
             let (n, k) = (nk / pb.k, nk % pb.k);
             padded.fill(
                 pb,
                 &x[pb.x_index(n, depthwise_channel(pb, k), 0, 0)..][..hw],
             );
             let taps = &w[k * rs..][..rs];
+            if [sh, sw] == [1, 1] {
+                // Accumulate at the padded width, so each tap is one long axpy; drop the
+                // columns past Q afterwards.
+                let len = flat_len(pb, padded.width);
+                acc.data[..len].fill(0.0);
+                for r in 0..pb.r {
+                    for s in 0..pb.s {
+                        let src = &padded.data[tap_offset(pb, padded.width, r, s)..];
+                        axpy_strided(&mut acc.data[..len], taps[r * pb.s + s], src, 1);
+                    }
+                }
+                for (p, out_row) in out.chunks_exact_mut(pb.q).enumerate() {
+                    out_row.copy_from_slice(&acc.data[p * acc.width..][..pb.q]);
+                }
+                return;
+            }
             for (p, out_row) in out.chunks_exact_mut(pb.q).enumerate() {
                 for r in 0..pb.r {
                     for s in 0..pb.s {
@@ -458,26 +495,33 @@ fn depthwise_input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Vec<f32> {
     let mut dx = vec![0f32; pb.x_len()];
     // Scatter into a padded plane (the padding absorbs the taps that fall outside X), then crop.
     dx.par_chunks_mut(hw).enumerate().for_each_init(
-        || PaddedPlane::new(pb),
-        |padded, (nc, plane)| {
+        || (PaddedPlane::new(pb), PaddedPlane::new(pb)),
+        |(padded, grad), (nc, plane)| {
             let (n, c) = (nc / pb.c, nc % pb.c);
             padded.data.fill(0.0);
             for k in c * kg..(c + 1) * kg {
                 let g = &dy[pb.y_index(n, k, 0, 0)..][..pq];
                 let taps = &w[k * rs..][..rs];
+                if [sh, sw] == [1, 1] {
+                    // dY at the padded width (zero past Q): each tap is one long axpy.
+                    grad.fill_output_layout(g, pb.q);
+                    let len = flat_len(pb, padded.width);
+                    for r in 0..pb.r {
+                        for s in 0..pb.s {
+                            let off = tap_offset(pb, padded.width, r, s);
+                            let dst = &mut padded.data[off..off + len];
+                            axpy_strided(dst, taps[r * pb.s + s], &grad.data[..len], 1);
+                        }
+                    }
+                    continue;
+                }
                 for (p, g_row) in g.chunks_exact(pb.q).enumerate() {
                     for r in 0..pb.r {
                         for s in 0..pb.s {
                             let wv = taps[r * pb.s + s];
                             let dst = padded.row_mut(p * sh + r * dh, s * dw);
-                            if sw == 1 {
-                                for (d, v) in dst[..pb.q].iter_mut().zip(g_row) {
-                                    *d += wv * v;
-                                }
-                            } else {
-                                for (q, v) in g_row.iter().enumerate() {
-                                    dst[q * sw] += wv * v;
-                                }
+                            for (q, v) in g_row.iter().enumerate() {
+                                dst[q * sw] += wv * v;
                             }
                         }
                     }
@@ -494,12 +538,24 @@ fn depthwise_weight_grad(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Vec<f32> {
     let ([sh, sw], [dh, dw]) = (pb.params.stride, pb.params.dilation);
     let mut dwt = vec![0f32; pb.w_len()];
     dwt.par_chunks_mut(rs).enumerate().for_each_init(
-        || PaddedPlane::new(pb),
-        |padded, (k, out)| {
+        || (PaddedPlane::new(pb), PaddedPlane::new(pb)),
+        |(padded, grad), (k, out)| {
             let c = depthwise_channel(pb, k);
             for n in 0..pb.n {
                 padded.fill(pb, &x[pb.x_index(n, c, 0, 0)..][..hw]);
                 let g = &dy[pb.y_index(n, k, 0, 0)..][..pq];
+                if [sh, sw] == [1, 1] {
+                    // dY at the padded width (zero past Q): each tap is one long dot.
+                    grad.fill_output_layout(g, pb.q);
+                    let len = flat_len(pb, padded.width);
+                    for r in 0..pb.r {
+                        for s in 0..pb.s {
+                            let src = &padded.data[tap_offset(pb, padded.width, r, s)..];
+                            out[r * pb.s + s] += strided_dot(&grad.data[..len], src, 1);
+                        }
+                    }
+                    continue;
+                }
                 for r in 0..pb.r {
                     for s in 0..pb.s {
                         let mut acc = 0f32;

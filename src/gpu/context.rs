@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, Spec};
+use crate::gpu::plan::TileProfile;
 
 static NEXT_CONTEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -15,6 +16,9 @@ pub struct ContextOptions {
     /// Fill every output and scratch buffer with NaN before a kernel writes it, so elements a
     /// kernel fails to write show up in tests. Costs an extra write per call.
     pub poison_outputs: bool,
+    /// Tile profile to use instead of the one for the adapter's device type (tests use it to
+    /// run the hardware-GPU tiles on lavapipe).
+    pub tile_profile: Option<TileProfile>,
 }
 
 /// The adapter a context runs on, as reported by wgpu.
@@ -69,6 +73,7 @@ pub struct GpuContext {
     pipelines: Mutex<HashMap<(Kernel, Spec), Arc<wgpu::ComputePipeline>>>,
     uncaptured: Arc<Mutex<Vec<String>>>,
     pub(crate) options: ContextOptions,
+    pub(crate) profile: TileProfile,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -167,6 +172,9 @@ impl GpuContext {
                 v.push(e.to_string());
             }
         }));
+        let profile = options
+            .tile_profile
+            .unwrap_or_else(|| TileProfile::for_device_type(adapter_info.device_type));
         Ok(GpuContext {
             id: NEXT_CONTEXT_ID.fetch_add(1, Ordering::Relaxed),
             device,
@@ -175,6 +183,7 @@ impl GpuContext {
             limits,
             pipelines: Mutex::new(HashMap::new()),
             uncaptured,
+            profile,
             options,
         })
     }
@@ -182,6 +191,11 @@ impl GpuContext {
     /// The adapter this context runs on.
     pub fn adapter(&self) -> AdapterSummary {
         AdapterSummary::from_info(&self.adapter_info)
+    }
+
+    /// The tile profile the ops start from (see [`crate::gpu::plan`]).
+    pub fn tile_profile(&self) -> &TileProfile {
+        &self.profile
     }
 
     /// The device limits in force (the adapter's own).

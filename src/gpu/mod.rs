@@ -3,6 +3,7 @@
 mod context;
 pub mod kernels;
 mod ops;
+pub mod plan;
 pub mod sgemm;
 mod tensor;
 pub mod uniform;
@@ -10,5 +11,5 @@ pub mod uniform;
 pub use context::{
     enumerate_adapters, instance, pick_adapter, AdapterSummary, ContextOptions, GpuContext,
 };
-pub use ops::{describe_plan, weight_grad_split, SplitK, DEFAULT_TILE};
+pub use plan::{describe_plan, weight_grad_split, SplitK, TileProfile, DEFAULT_TILE};
 pub use tensor::GpuTensor;

@@ -5,150 +5,16 @@
 //! device.
 
 use crate::error::{Error, Result, TensorRole};
-use crate::gpu::kernels::{Kernel, Spec, TileSpec, WindowSpec};
+use crate::gpu::kernels::{Kernel, Spec, WindowSpec};
+use crate::gpu::plan::{
+    depthwise_plan, depthwise_window, forward_tile, input_grad_tile, pointwise_plan, reduce_spec,
+    u32_of, weight_grad_split, weight_grad_tile, DepthwisePlan, PointwisePass, PointwisePlan,
+    SplitK, DEPTHWISE_SPLITS,
+};
 use crate::gpu::tensor::GpuTensor;
 use crate::gpu::uniform::{ConvUniform, DepthwiseUniform};
 use crate::gpu::GpuContext;
-use crate::problem::{check_output_grad_shape, ConvParams, ConvProblem, Op};
-
-/// The largest implicit-GEMM tile: 16 lane items × 32 uniform items per invocation, 8 lanes (one
-/// 256-bit SIMD vector on lavapipe). Lavapipe runs one invocation per SIMD lane and pays a
-/// per-lane loop for every gathered load, so it rewards many FMAs per gathered value
-/// (tile sweep in benches/NOTES.md).
-pub const DEFAULT_TILE: TileSpec = TileSpec {
-    lane_tile: 16,
-    uniform_tile: 32,
-    lanes: 8,
-};
-
-/// Below this many workgroups a pass shrinks its lane tile so every core has work.
-const MIN_WORKGROUPS: usize = 32;
-
-/// The tile for an implicit-GEMM pass with `lane_extent` items along the lane dimension,
-/// `uniform_extent` along the uniform one, and `parallel` independent copies of that grid
-/// (groups × splits). The uniform tile is the smallest power of two covering `uniform_extent`
-/// (so depthwise, with one channel per group, wastes nothing), capped at the default; the lane
-/// tile then halves (lanes first, down to one SIMD width of 8) while it is more than twice the
-/// lane extent or the grid has too few workgroups.
-pub fn gemm_tile(lane_extent: usize, uniform_extent: usize, parallel: usize) -> TileSpec {
-    gemm_tile_within(DEFAULT_TILE, lane_extent, uniform_extent, parallel)
-}
-
-/// [`gemm_tile`] starting from the largest tile `max`.
-fn gemm_tile_within(
-    max: TileSpec,
-    lane_extent: usize,
-    uniform_extent: usize,
-    parallel: usize,
-) -> TileSpec {
-    if let Some(spec) = tile_override() {
-        return spec;
-    }
-    let mut spec = max;
-    spec.uniform_tile = (uniform_extent.max(1).next_power_of_two() as u32).min(spec.uniform_tile);
-    let workgroups = |t: TileSpec| {
-        lane_extent.div_ceil(t.lane_items_per_workgroup() as usize)
-            * uniform_extent.div_ceil(t.uniform_tile as usize)
-            * parallel
-    };
-    // Halve while half the lane items would still cover the whole extent, or the grid is short.
-    while (spec.lane_items_per_workgroup() as usize / 2 >= lane_extent.max(1))
-        || workgroups(spec) < MIN_WORKGROUPS
-    {
-        if spec.lanes > 8 {
-            spec.lanes /= 2;
-        } else if spec.lane_tile > 1 {
-            spec.lane_tile /= 2;
-        } else {
-            break;
-        }
-    }
-    spec
-}
-
-/// `GPUCONV_TILE=lane_tile,uniform_tile,lanes` forces one tile on every implicit-GEMM pass, for
-/// tile sweeps (benches/NOTES.md); malformed values are ignored.
-fn tile_override() -> Option<TileSpec> {
-    let text = std::env::var("GPUCONV_TILE").ok()?;
-    let v: Vec<u32> = text
-        .split(',')
-        .filter_map(|t| t.trim().parse().ok())
-        .collect();
-    match v[..] {
-        [lane_tile, uniform_tile, lanes] if lane_tile * uniform_tile * lanes > 0 => {
-            Some(TileSpec {
-                lane_tile,
-                uniform_tile,
-                lanes,
-            })
-        }
-        _ => None,
-    }
-}
-
-/// The tile each pass uses on `problem`.
-fn forward_tile(problem: &ConvProblem) -> TileSpec {
-    gemm_tile(
-        problem.n * problem.p * problem.q,
-        problem.k_per_group(),
-        problem.params.groups,
-    )
-}
-
-fn input_grad_tile(problem: &ConvProblem) -> TileSpec {
-    let [sh, sw] = problem.params.stride;
-    let phase_pixels = problem.n * problem.h.div_ceil(sh) * problem.w.div_ceil(sw);
-    gemm_tile(phase_pixels, problem.c_per_group(), problem.params.groups)
-}
-
-fn weight_grad_tile(problem: &ConvProblem, split: SplitK) -> TileSpec {
-    let crs = problem.c_per_group() * problem.r * problem.s;
-    gemm_tile(
-        crs,
-        problem.k_per_group(),
-        problem.params.groups * split.splits,
-    )
-}
-
-/// Split-K aims for at least this many workgroups in the weight gradient...
-const SPLIT_K_TARGET_WORKGROUPS: usize = 128;
-/// ...but never splits the reduction into chunks shorter than this.
-const SPLIT_K_MIN_CHUNK: usize = 256;
-
-/// How the weight gradient's reduction over N·P·Q is split across workgroups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SplitK {
-    /// Number of partial sums.
-    pub splits: usize,
-    /// Reduction indices per split (the last may be shorter).
-    pub split_len: usize,
-}
-
-impl SplitK {
-    /// The split for a reduction of `red_len` over a grid of `tiles` workgroups.
-    pub fn choose(red_len: usize, tiles: usize) -> SplitK {
-        let wanted = SPLIT_K_TARGET_WORKGROUPS.div_ceil(tiles.max(1));
-        let most = red_len.div_ceil(SPLIT_K_MIN_CHUNK).max(1);
-        SplitK::with_splits(red_len, wanted.clamp(1, most))
-    }
-
-    /// Exactly `splits` chunks of equal length (the last shorter), none empty.
-    pub fn with_splits(red_len: usize, splits: usize) -> SplitK {
-        let split_len = red_len.div_ceil(splits.clamp(1, red_len.max(1)));
-        SplitK {
-            splits: red_len.div_ceil(split_len),
-            split_len,
-        }
-    }
-}
-
-fn u32_of(what: &str, v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::TooLarge {
-        what: what.to_string(),
-        value: v as u128,
-        limit: u32::MAX as u128,
-    })
-}
+use crate::problem::{check_output_grad_shape, ConvParams, ConvProblem};
 
 impl GpuContext {
     /// Folds `total` workgroups into a (x, y, z) grid within the per-dimension limit; kernels
@@ -238,17 +104,17 @@ impl GpuContext {
         if let Some(b) = bias {
             self.check_tensor(b, &problem, TensorRole::Bias)?;
         }
-        if let Some(plan) = depthwise_plan(&problem, PointwisePass::Forward)? {
+        if let Some(plan) = depthwise_plan(&self.profile, &problem, PointwisePass::Forward)? {
             let y = self.storage_buffer("output y", problem.y_len())?;
             self.run_depthwise(plan, &x.buffer, &w.buffer, bias.map(|b| &b.buffer), &y)?;
             return Ok(GpuTensor::new(self, y, problem.y_shape().to_vec()));
         }
-        if let Some(plan) = pointwise_plan(&problem, PointwisePass::Forward) {
+        if let Some(plan) = pointwise_plan(&self.profile, &problem, PointwisePass::Forward) {
             let y = self.storage_buffer("output y", problem.y_len())?;
             self.run_pointwise(plan, &x.buffer, &w.buffer, bias.map(|b| &b.buffer), &y)?;
             return Ok(GpuTensor::new(self, y, problem.y_shape().to_vec()));
         }
-        let spec = forward_tile(&problem);
+        let spec = forward_tile(&self.profile, &problem);
         let rows = problem.n * problem.p * problem.q;
         let tiles_m = rows.div_ceil(spec.lane_items_per_workgroup() as usize);
         let tiles_n = problem.k_per_group().div_ceil(spec.uniform_tile as usize);
@@ -296,15 +162,15 @@ impl GpuContext {
         dy.check_context(self)?;
         w.check_context(self)?;
         let dx = self.storage_buffer("input gradient dx", problem.x_len())?;
-        if let Some(plan) = depthwise_plan(&problem, PointwisePass::InputGrad)? {
+        if let Some(plan) = depthwise_plan(&self.profile, &problem, PointwisePass::InputGrad)? {
             self.run_depthwise(plan, &dy.buffer, &w.buffer, None, &dx)?;
             return Ok(GpuTensor::new(self, dx, problem.x_shape().to_vec()));
         }
-        if let Some(plan) = pointwise_plan(&problem, PointwisePass::InputGrad) {
+        if let Some(plan) = pointwise_plan(&self.profile, &problem, PointwisePass::InputGrad) {
             self.run_pointwise(plan, &dy.buffer, &w.buffer, None, &dx)?;
             return Ok(GpuTensor::new(self, dx, problem.x_shape().to_vec()));
         }
-        let spec = input_grad_tile(&problem);
+        let spec = input_grad_tile(&self.profile, &problem);
         let [sh, sw] = problem.params.stride;
         let mut uniforms = Vec::new();
         // One dense GEMM per stride phase (h mod sh, w mod sw).
@@ -354,7 +220,7 @@ impl GpuContext {
         params: ConvParams,
     ) -> Result<GpuTensor> {
         let problem = ConvProblem::with_output_grad(x.shape(), w_shape, dy.shape(), params)?;
-        self.weight_grad_with_split(dy, x, &problem, weight_grad_split(&problem))
+        self.weight_grad_with_split(dy, x, &problem, weight_grad_split(&self.profile, &problem))
     }
 
     /// [`GpuContext::weight_grad`] with an explicit split-K (for tests and tuning).
@@ -367,13 +233,17 @@ impl GpuContext {
     ) -> Result<GpuTensor> {
         self.check_tensor(dy, problem, TensorRole::OutputGrad)?;
         self.check_tensor(x, problem, TensorRole::Input)?;
-        if let Some(spec) = depthwise_window(problem, [problem.p, problem.q], problem.params.stride)
-        {
+        if let Some(spec) = depthwise_window(
+            &self.profile,
+            problem,
+            [problem.p, problem.q],
+            problem.params.stride,
+        ) {
             return self.depthwise_weight_grad(dy, x, problem, spec);
         }
         let red_len = problem.n * problem.p * problem.q;
         let split = SplitK::with_splits(red_len, split.splits);
-        let spec = weight_grad_tile(problem, split);
+        let spec = weight_grad_tile(&self.profile, problem, split);
         let crs = problem.c_per_group() * problem.r * problem.s;
         let tiles_m = crs.div_ceil(spec.lane_items_per_workgroup() as usize);
         let tiles_n = problem.k_per_group().div_ceil(spec.uniform_tile as usize);
@@ -453,76 +323,6 @@ impl GpuContext {
     }
 }
 
-/// Which pass a pointwise GEMM computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PointwisePass {
-    Forward,
-    InputGrad,
-}
-
-impl PointwisePass {
-    fn of(op: Op) -> PointwisePass {
-        match op {
-            Op::InputGrad => PointwisePass::InputGrad,
-            _ => PointwisePass::Forward,
-        }
-    }
-}
-
-/// A pointwise (plain GEMM) dispatch: its uniform, tile and workgroup count.
-struct PointwisePlan {
-    uniform: ConvUniform,
-    spec: TileSpec,
-    workgroups: usize,
-}
-
-/// The largest pointwise tile: 8 pixel quads (32 floats) × 16 channels per invocation, 32 lanes.
-const POINTWISE_TILE: TileSpec = TileSpec {
-    lane_tile: 8,
-    uniform_tile: 16,
-    lanes: 32,
-};
-
-/// The plain-GEMM plan for a 1×1 stride-1 unpadded problem whose planes hold whole vec4 quads;
-/// `None` sends the problem to the implicit GEMM.
-fn pointwise_plan(problem: &ConvProblem, pass: PointwisePass) -> Option<PointwisePlan> {
-    let hw = problem.h * problem.w;
-    if !problem.is_pointwise() || !hw.is_multiple_of(4) {
-        return None;
-    }
-    let (cg, kg) = (problem.c_per_group(), problem.k_per_group());
-    let base = ConvUniform::from_problem(problem);
-    // src/dst channel counts, reduced/output channels per group, weight strides.
-    let (src_c, dst_c, red_g, out_g, stride_out, stride_red) = match pass {
-        PointwisePass::Forward => (problem.c, problem.k, cg, kg, cg, 1),
-        PointwisePass::InputGrad => (problem.k, problem.c, kg, cg, 1, cg),
-    };
-    let rows = problem.n * hw / 4;
-    let groups = problem.params.groups;
-    let spec = gemm_tile_within(POINTWISE_TILE, rows, out_g, groups);
-    let tiles_m = rows.div_ceil(spec.lane_items_per_workgroup() as usize);
-    let tiles_n = out_g.div_ceil(spec.uniform_tile as usize);
-    let workgroups = tiles_m * tiles_n * groups;
-    let uniform = ConvUniform {
-        c: src_c as u32,
-        k: dst_c as u32,
-        cg: red_g as u32,
-        kg: out_g as u32,
-        a_stride_out: stride_out as u32,
-        a_stride_red: stride_red as u32,
-        rows: u32::try_from(rows).ok()?,
-        tiles_m: u32::try_from(tiles_m).ok()?,
-        tiles_n: u32::try_from(tiles_n).ok()?,
-        tiles_total: u32::try_from(workgroups).ok()?,
-        ..base
-    };
-    Some(PointwisePlan {
-        uniform,
-        spec,
-        workgroups,
-    })
-}
-
 impl GpuContext {
     fn run_pointwise(
         &self,
@@ -554,143 +354,6 @@ impl GpuContext {
                 plan.workgroups,
             )
         })
-    }
-}
-
-/// Largest kernel (R·S taps) the direct depthwise kernels unroll; bigger ones take the GEMM path.
-const DEPTHWISE_MAX_TAPS: usize = 49;
-/// Input values one depthwise invocation keeps in registers: blocks shrink until the window fits.
-const DEPTHWISE_MAX_WINDOW: u32 = 64;
-/// Windows above this (large dilations even at one output per invocation) take the GEMM path.
-const DEPTHWISE_WINDOW_LIMIT: u32 = 256;
-/// Depthwise workgroups: one SIMD vector on lavapipe, sharing one plane's weights.
-const DEPTHWISE_LANES: u32 = 8;
-/// Depthwise weight gradient: partial sums per channel (added by reduce_splits).
-const DEPTHWISE_SPLITS: usize = 32;
-
-/// The direct-kernel block for a depthwise pass producing `out` planes at `stride`, or `None`
-/// when the problem is not depthwise or its kernel is too large to unroll.
-fn depthwise_window(
-    problem: &ConvProblem,
-    out: [usize; 2],
-    stride: [usize; 2],
-) -> Option<WindowSpec> {
-    if !problem.is_depthwise() || problem.r * problem.s > DEPTHWISE_MAX_TAPS {
-        return None;
-    }
-    let [dh, dw] = problem.params.dilation;
-    let small = |v: usize| u32::try_from(v).ok();
-    let mut spec = WindowSpec {
-        rows: out[0].clamp(1, 4) as u32,
-        cols: out[1].clamp(1, 4) as u32,
-        kernel: [problem.r as u32, problem.s as u32],
-        stride: [small(stride[0])?, small(stride[1])?],
-        dilation: [small(dh)?, small(dw)?],
-        lanes: DEPTHWISE_LANES,
-    };
-    let area = |w: WindowSpec| w.window().iter().map(|&v| v as u64).product::<u64>();
-    while area(spec) > DEPTHWISE_MAX_WINDOW as u64 && (spec.rows > 1 || spec.cols > 1) {
-        if spec.rows >= spec.cols {
-            spec.rows /= 2;
-        } else {
-            spec.cols /= 2;
-        }
-    }
-    (area(spec) <= DEPTHWISE_WINDOW_LIMIT as u64).then_some(spec)
-}
-
-/// A direct depthwise dispatch for the forward pass or the stride-1 input gradient.
-struct DepthwisePlan {
-    uniform: DepthwiseUniform,
-    spec: WindowSpec,
-    workgroups: usize,
-}
-
-fn depthwise_plan(problem: &ConvProblem, pass: PointwisePass) -> Result<Option<DepthwisePlan>> {
-    let [pad_top, pad_left, _, _] = problem.params.padding;
-    let [dh, dw] = problem.params.dilation;
-    let kg = problem.k_per_group();
-    let (spec, uniform) = match pass {
-        PointwisePass::Forward => {
-            let Some(spec) =
-                depthwise_window(problem, [problem.p, problem.q], problem.params.stride)
-            else {
-                return Ok(None);
-            };
-            let uniform = DepthwiseUniform {
-                in_c: problem.c as u32,
-                out_c: problem.k as u32,
-                terms: 1,
-                in_h: problem.h as u32,
-                in_w: problem.w as u32,
-                out_h: problem.p as u32,
-                out_w: problem.q as u32,
-                off_h: -(pad_top as i64) as i32,
-                off_w: -(pad_left as i64) as i32,
-                flip: 0,
-                chan_div: kg as u32,
-                chan_mult: 1,
-                ..Default::default()
-            };
-            (spec, uniform)
-        }
-        PointwisePass::InputGrad => {
-            // Stride 1 only: then dX is a correlation of dY with the flipped taps. Strided
-            // depthwise input gradients take the phase-split GEMM.
-            if problem.params.stride != [1, 1] {
-                return Ok(None);
-            }
-            let Some(spec) = depthwise_window(problem, [problem.h, problem.w], [1, 1]) else {
-                return Ok(None);
-            };
-            let offset =
-                |pad: usize, taps: usize, dil: usize| pad as i64 - ((taps - 1) * dil) as i64;
-            let off_h = offset(pad_top, problem.r, dh);
-            let off_w = offset(pad_left, problem.s, dw);
-            let uniform = DepthwiseUniform {
-                in_c: problem.k as u32,
-                out_c: problem.c as u32,
-                terms: kg as u32,
-                in_h: problem.p as u32,
-                in_w: problem.q as u32,
-                out_h: problem.h as u32,
-                out_w: problem.w as u32,
-                off_h: i32::try_from(off_h)
-                    .map_err(|_| too_large("input-gradient offset", off_h))?,
-                off_w: i32::try_from(off_w)
-                    .map_err(|_| too_large("input-gradient offset", off_w))?,
-                flip: 1,
-                chan_div: 1,
-                chan_mult: kg as u32,
-                ..Default::default()
-            };
-            (spec, uniform)
-        }
-    };
-    let blocks_h = (uniform.out_h as usize).div_ceil(spec.rows as usize);
-    let blocks_w = (uniform.out_w as usize).div_ceil(spec.cols as usize);
-    let chunks = (blocks_h * blocks_w).div_ceil(spec.lanes as usize);
-    let workgroups = problem.n * uniform.out_c as usize * chunks;
-    let uniform = DepthwiseUniform {
-        n: problem.n as u32,
-        blocks_h: u32_of("depthwise blocks", blocks_h)?,
-        blocks_w: u32_of("depthwise blocks", blocks_w)?,
-        chunks: u32_of("depthwise workgroups per plane", chunks)?,
-        tiles_total: u32_of("depthwise workgroups", workgroups)?,
-        ..uniform
-    };
-    Ok(Some(DepthwisePlan {
-        uniform,
-        spec,
-        workgroups,
-    }))
-}
-
-fn too_large(what: &str, v: i64) -> Error {
-    Error::TooLarge {
-        what: what.to_string(),
-        value: v.unsigned_abs() as u128,
-        limit: i32::MAX as u128,
     }
 }
 
@@ -788,69 +451,6 @@ impl GpuContext {
             )
         })?;
         Ok(GpuTensor::new(self, dw, problem.w_shape().to_vec()))
-    }
-}
-
-/// The split-K the weight gradient uses for `problem`.
-pub fn weight_grad_split(problem: &ConvProblem) -> SplitK {
-    let spec = weight_grad_tile(problem, SplitK::with_splits(1, 1));
-    let crs = problem.c_per_group() * problem.r * problem.s;
-    let tiles_m = crs.div_ceil(spec.lane_items_per_workgroup() as usize);
-    let tiles_n = problem.k_per_group().div_ceil(spec.uniform_tile as usize);
-    let tiles = tiles_m * tiles_n * problem.params.groups;
-    SplitK::choose(problem.n * problem.p * problem.q, tiles)
-}
-
-/// Which kernel and tile an op runs with on `problem`, for reports and `--verbose`.
-pub fn describe_plan(op: Op, problem: &ConvProblem) -> String {
-    let [sh, sw] = problem.params.stride;
-    match op {
-        Op::Forward | Op::InputGrad
-            if matches!(depthwise_plan(problem, PointwisePass::of(op)), Ok(Some(_))) =>
-        {
-            let plan = depthwise_plan(problem, PointwisePass::of(op))
-                .ok()
-                .flatten()
-                .expect("checked");
-            format!("direct depthwise, {}", Spec::from(plan.spec))
-        }
-        Op::WeightGrad
-            if depthwise_window(problem, [problem.p, problem.q], problem.params.stride)
-                .is_some() =>
-        {
-            let spec = depthwise_window(problem, [problem.p, problem.q], problem.params.stride)
-                .expect("checked");
-            format!("direct depthwise + split reduce, {}", Spec::from(spec))
-        }
-        Op::Forward | Op::InputGrad if pointwise_plan(problem, PointwisePass::of(op)).is_some() => {
-            let plan = pointwise_plan(problem, PointwisePass::of(op)).expect("checked");
-            format!("pointwise GEMM on vec4 pixels, {}", plan.spec)
-        }
-        Op::Forward => format!("implicit GEMM, {}", forward_tile(problem)),
-        Op::InputGrad => format!(
-            "implicit GEMM x {} stride phases, {}",
-            sh.min(problem.h) * sw.min(problem.w),
-            input_grad_tile(problem)
-        ),
-        Op::WeightGrad => {
-            let split = weight_grad_split(problem);
-            format!(
-                "GEMM split-K {}x{}, {}",
-                split.splits,
-                split.split_len,
-                weight_grad_tile(problem, split)
-            )
-        }
-        Op::BiasGrad => "workgroup tree reduction".to_string(),
-    }
-}
-
-/// The 1D kernels (split reduction, bias gradient) use no register tile.
-fn reduce_spec() -> TileSpec {
-    TileSpec {
-        lane_tile: 1,
-        uniform_tile: 1,
-        lanes: 64,
     }
 }
 

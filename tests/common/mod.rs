@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 
 use gpuconv::cpu::reference;
-use gpuconv::gpu::ContextOptions;
+use gpuconv::gpu::{ContextOptions, TileProfile};
 use gpuconv::GpuContext;
 use gpuconv::{ConvParams, ConvProblem};
 
@@ -14,22 +14,32 @@ pub use gpuconv::rng::SplitMix64;
 /// adapter, unless GPUCONV_SKIP_GPU_TESTS=1 is set explicitly.
 pub fn gpu() -> Option<&'static GpuContext> {
     static CTX: OnceLock<Option<GpuContext>> = OnceLock::new();
-    CTX.get_or_init(|| {
-        match GpuContext::with_options(ContextOptions {
-            poison_outputs: true,
-        }) {
-            Ok(ctx) => {
-                eprintln!("GPU tests run on {}", ctx.adapter());
-                Some(ctx)
-            }
-            Err(e) if std::env::var("GPUCONV_SKIP_GPU_TESTS").as_deref() == Ok("1") => {
-                eprintln!("GPUCONV_SKIP_GPU_TESTS=1: skipping GPU checks ({e})");
-                None
-            }
-            Err(e) => panic!("{e}\n(set GPUCONV_SKIP_GPU_TESTS=1 to run only the CPU tests)"),
+    CTX.get_or_init(|| open_context(None)).as_ref()
+}
+
+/// A second context that runs the hardware-GPU tile profile whatever the adapter, so those
+/// tiles are checked on lavapipe too.
+pub fn gpu_with_gpu_tiles() -> Option<&'static GpuContext> {
+    static CTX: OnceLock<Option<GpuContext>> = OnceLock::new();
+    CTX.get_or_init(|| open_context(Some(TileProfile::GPU)))
+        .as_ref()
+}
+
+fn open_context(tile_profile: Option<TileProfile>) -> Option<GpuContext> {
+    match GpuContext::with_options(ContextOptions {
+        poison_outputs: true,
+        tile_profile,
+    }) {
+        Ok(ctx) => {
+            eprintln!("GPU tests run on {}", ctx.adapter());
+            Some(ctx)
         }
-    })
-    .as_ref()
+        Err(e) if std::env::var("GPUCONV_SKIP_GPU_TESTS").as_deref() == Ok("1") => {
+            eprintln!("GPUCONV_SKIP_GPU_TESTS=1: skipping GPU checks ({e})");
+            None
+        }
+        Err(e) => panic!("{e}\n(set GPUCONV_SKIP_GPU_TESTS=1 to run only the CPU tests)"),
+    }
 }
 
 pub use gpuconv::metrics::{compare, MAX_TOL, REL_L2_TOL};
@@ -48,7 +58,11 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32]) {
 /// Runs all four GPU ops on `case` with fresh random inputs and checks each against the f64
 /// reference.
 pub fn check_all_ops(case: &Case, rng: &mut SplitMix64) {
-    let ctx = gpu().expect("GPU context");
+    check_all_ops_on(gpu().expect("GPU context"), case, rng);
+}
+
+/// [`check_all_ops`] on a given context.
+pub fn check_all_ops_on(ctx: &GpuContext, case: &Case, rng: &mut SplitMix64) {
     let pb = ConvProblem::new(&case.x, &case.w, case.params).unwrap();
     let what = |op: &str| {
         format!(
