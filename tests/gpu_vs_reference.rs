@@ -197,3 +197,37 @@ fn async_entry_points_match_blocking_ones() {
         &reference::forward(&pb, &x, &w, None).unwrap(),
     );
 }
+
+#[test]
+fn device_timing_brackets_the_ops_it_ran() {
+    let ctx = gpu().expect("GPU context");
+    let mut rng = SplitMix64::new(13);
+    let params = ConvParams::default().padding(1, 1);
+    let pb = ConvProblem::new(&[2, 8, 20, 20], &[16, 8, 3, 3], params).unwrap();
+    let (x, w) = (rng.tensor(pb.x_len()), rng.tensor(pb.w_len()));
+    let xt = ctx.upload(&x, &pb.x_shape()).unwrap();
+    let wt = ctx.upload(&w, &pb.w_shape()).unwrap();
+    let start = std::time::Instant::now();
+    let (y, ms) = ctx
+        .device_time_ms(|| ctx.forward(&xt, &wt, None, params))
+        .unwrap();
+    let wall_ms = start.elapsed().as_secs_f64() * 1e3;
+    assert_close(
+        "timed forward",
+        &ctx.read(&y).unwrap(),
+        &reference::forward(&pb, &x, &w, None).unwrap(),
+    );
+    match ms {
+        Some(ms) => assert!(
+            ms > 0.0 && ms <= wall_ms,
+            "device time {ms} ms must be positive and within the {wall_ms} ms wall time"
+        ),
+        None => assert!(
+            !ctx.has_device_timing(),
+            "the device offers timestamps but no time came back"
+        ),
+    }
+    // Nothing recorded: zero device time.
+    let ((), none) = ctx.device_time_ms(|| Ok(())).unwrap();
+    assert!(none.is_none_or(|v| v == 0.0));
+}

@@ -77,6 +77,19 @@ pub(crate) struct Timing {
     pub max_ms: f64,
 }
 
+/// Median, min and max of `ms`; `None` when empty.
+fn timing_of(mut ms: Vec<f64>) -> Option<Timing> {
+    if ms.is_empty() {
+        return None;
+    }
+    ms.sort_by(f64::total_cmp);
+    Some(Timing {
+        median_ms: ms[ms.len() / 2],
+        min_ms: ms[0],
+        max_ms: ms[ms.len() - 1],
+    })
+}
+
 /// Runs `f` once to warm up, then `repeats` times, and returns its last result and the timing.
 pub(crate) fn time<T>(repeats: usize, mut f: impl FnMut() -> Result<T>) -> Result<(T, Timing)> {
     let mut out = f()?;
@@ -86,12 +99,7 @@ pub(crate) fn time<T>(repeats: usize, mut f: impl FnMut() -> Result<T>) -> Resul
         out = f()?;
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    ms.sort_by(f64::total_cmp);
-    let timing = Timing {
-        median_ms: ms[ms.len() / 2],
-        min_ms: ms[0],
-        max_ms: ms[ms.len() - 1],
-    };
+    let timing = timing_of(ms).expect("at least one run");
     Ok((out, timing))
 }
 
@@ -198,12 +206,14 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     println!("error: relative L2 against the f64 reference, computed this run (FAIL beyond 1e-5 / scaled max 1e-4)");
     println!();
     println!(
-        "{:<20} {:<11} {:>9} {:>8} {:>9} {:>8} {:>9} {:>8} {:>8} {:>10} {:>10}  gpu plan",
+        "{:<20} {:<11} {:>9} {:>8} {:>9} {:>8} {:>9} {:>8} {:>9} {:>8} {:>8} {:>10} {:>10}  gpu plan",
         "shape",
         "op",
         "cpu ms",
         "GF/s",
         "gpu ms",
+        "GF/s",
+        "dev ms",
         "GF/s",
         "e2e ms",
         "GF/s",
@@ -276,18 +286,33 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                 let err_e = compare(&got, &want);
                 failures += !err_e.within_tolerance() as usize;
                 push("gpu-e2e", &te, &err_e, plan.clone());
-                gpu = Some((t, err, te, plan));
+                // Device time of the same resident op from timestamp queries, where offered.
+                let mut device_ms = Vec::new();
+                for _ in 0..args.repeats.max(1) {
+                    match ctx.device_time_ms(|| gpu_resident(ctx, op, &pb, res))? {
+                        (_, Some(ms)) => device_ms.push(ms),
+                        (_, None) => break,
+                    }
+                }
+                let td = timing_of(device_ms);
+                if let Some(td) = &td {
+                    push("gpu-device", td, &err, plan.clone());
+                }
+                gpu = Some((t, err, te, td, plan));
             }
             let dash = || format!("{:>9} {:>8}", "-", "-");
             let cell = |t: &Timing| format!("{:>9.2} {:>8.1}", t.median_ms, gflops(t.median_ms));
             println!(
-                "{:<20} {:<11} {} {} {} {:>8} {:>10} {:>10}  {}",
+                "{:<20} {:<11} {} {} {} {} {:>8} {:>10} {:>10}  {}",
                 shape.name,
                 op.name(),
                 cpu.as_ref().map(|(t, _)| cell(t)).unwrap_or_else(dash),
                 gpu.as_ref().map(|(t, ..)| cell(t)).unwrap_or_else(dash),
                 gpu.as_ref()
-                    .map(|(_, _, te, _)| cell(te))
+                    .and_then(|(_, _, _, td, _)| td.as_ref().map(cell))
+                    .unwrap_or_else(dash),
+                gpu.as_ref()
+                    .map(|(_, _, te, _, _)| cell(te))
                     .unwrap_or_else(dash),
                 match (&cpu, &gpu) {
                     (Some((c, _)), Some((g, ..))) => format!("{:.2}x", c.median_ms / g.median_ms),
@@ -295,7 +320,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                 },
                 cpu.as_ref().map(|(_, e)| fmt_err(e)).unwrap_or("-".into()),
                 gpu.as_ref()
-                    .map(|(_, e, _, _)| fmt_err(e))
+                    .map(|(_, e, ..)| fmt_err(e))
                     .unwrap_or("-".into()),
                 gpu.as_ref().map(|(.., p)| p.as_str()).unwrap_or(""),
             );
@@ -330,7 +355,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
 
 fn print_geomeans(records: &[Record], ops: &[Op]) {
     println!();
-    for device in ["cpu", "gpu", "gpu-e2e"] {
+    for device in ["cpu", "gpu", "gpu-device", "gpu-e2e"] {
         let parts: Vec<String> = ops
             .iter()
             .filter_map(|&op| {
@@ -349,7 +374,7 @@ fn print_geomeans(records: &[Record], ops: &[Op]) {
             })
             .collect();
         if !parts.is_empty() {
-            println!("geomean GFLOP/s {device:<8} {}", parts.join(", "));
+            println!("geomean GFLOP/s {device:<10} {}", parts.join(", "));
         }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, Spec};
 use crate::gpu::plan::TileProfile;
+use crate::gpu::timer::PassTimer;
 
 static NEXT_CONTEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -74,6 +75,7 @@ pub struct GpuContext {
     uncaptured: Arc<Mutex<Vec<String>>>,
     pub(crate) options: ContextOptions,
     pub(crate) profile: TileProfile,
+    pub(crate) timer: Mutex<Option<PassTimer>>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -154,7 +156,8 @@ impl GpuContext {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("gpuconv"),
-                required_features: wgpu::Features::empty(),
+                // Timestamp queries give device-side timings (GpuContext::device_time_ms).
+                required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
                 required_limits: limits.clone(),
                 memory_hints: wgpu::MemoryHints::Performance,
                 ..Default::default()
@@ -184,6 +187,7 @@ impl GpuContext {
             pipelines: Mutex::new(HashMap::new()),
             uncaptured,
             profile,
+            timer: Mutex::new(None),
             options,
         })
     }
@@ -355,10 +359,15 @@ impl GpuContext {
 
     /// Copies `len` f32s out of `buffer`. Submits the copy, then waits for the GPU.
     pub(crate) async fn read_buffer(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
-        if len == 0 {
+        let bytes = self.read_bytes(buffer, (len * 4) as u64).await?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// The first `bytes` bytes of `buffer` (which needs COPY_SRC), through a staging buffer.
+    pub(crate) async fn read_bytes(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        if bytes == 0 {
             return Ok(Vec::new());
         }
-        let bytes = (len * 4) as u64;
         let staging = self.scoped(|| {
             let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("gpuconv read-back"),
@@ -397,7 +406,7 @@ impl GpuContext {
                 .slice(..)
                 .get_mapped_range()
                 .map_err(|e| Error::Gpu(format!("read-back mapping: {e}")))?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+            view.to_vec()
         };
         staging.unmap();
         self.take_uncaptured()?;

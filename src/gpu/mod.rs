@@ -6,6 +6,7 @@ mod ops;
 pub mod plan;
 pub mod sgemm;
 mod tensor;
+mod timer;
 pub mod uniform;
 
 pub use context::{

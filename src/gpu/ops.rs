@@ -59,9 +59,16 @@ impl GpuContext {
             layout: &layout,
             entries: &entries,
         });
+        let timestamps = self.next_pass_timestamps();
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(kernel.file_name()),
-            timestamp_writes: None,
+            timestamp_writes: timestamps.as_ref().map(|(query_set, first)| {
+                wgpu::ComputePassTimestampWrites {
+                    query_set,
+                    beginning_of_pass_write_index: Some(*first),
+                    end_of_pass_write_index: Some(first + 1),
+                }
+            }),
         });
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
