@@ -77,7 +77,8 @@ fn split_k_is_exact_for_uneven_splits_and_repeats_bit_for_bit() {
 
 #[test]
 fn chained_ops_stay_on_device() {
-    // forward → input-grad → weight-grad without reading back in between.
+    // forward → input-grad → weight-grad without reading back in between, once op by op and
+    // once recorded into a single submission with `chain`.
     let ctx = gpu().expect("GPU context");
     let mut rng = SplitMix64::new(21);
     let params = ConvParams::default().padding(1, 1).stride(2, 2);
@@ -85,26 +86,45 @@ fn chained_ops_stay_on_device() {
     let (x, w) = (rng.tensor(pb.x_len()), rng.tensor(pb.w_len()));
     let xt = ctx.upload(&x, &pb.x_shape()).unwrap();
     let wt = ctx.upload(&w, &pb.w_shape()).unwrap();
-    let yt = ctx.forward(&xt, &wt, None, params).unwrap();
-    let dxt = ctx.input_grad(&yt, &wt, &pb.x_shape(), params).unwrap();
-    let dwt = ctx.weight_grad(&yt, &xt, &pb.w_shape(), params).unwrap();
-    let dbt = ctx.bias_grad(&yt).unwrap();
+    let step = || -> gpuconv::Result<_> {
+        let yt = ctx.forward(&xt, &wt, None, params)?;
+        let dxt = ctx.input_grad(&yt, &wt, &pb.x_shape(), params)?;
+        let dwt = ctx.weight_grad(&yt, &xt, &pb.w_shape(), params)?;
+        let dbt = ctx.bias_grad(&yt)?;
+        Ok((yt, dxt, dwt, dbt))
+    };
     let y = reference::forward(&pb, &x, &w, None).unwrap();
-    assert_close("chain forward", &ctx.read(&yt).unwrap(), &y);
-    assert_close(
-        "chain dx",
-        &ctx.read(&dxt).unwrap(),
-        &reference::input_grad(&pb, &y, &w).unwrap(),
-    );
-    assert_close(
-        "chain dw",
-        &ctx.read(&dwt).unwrap(),
-        &reference::weight_grad(&pb, &y, &x).unwrap(),
-    );
-    assert_close(
-        "chain db",
-        &ctx.read(&dbt).unwrap(),
-        &reference::bias_grad(&pb.y_shape(), &y).unwrap(),
+    for (how, (yt, dxt, dwt, dbt)) in [
+        ("op by op", step().unwrap()),
+        ("one chain", ctx.chain(step).unwrap()),
+    ] {
+        assert_close(&format!("{how}: forward"), &ctx.read(&yt).unwrap(), &y);
+        assert_close(
+            &format!("{how}: dx"),
+            &ctx.read(&dxt).unwrap(),
+            &reference::input_grad(&pb, &y, &w).unwrap(),
+        );
+        assert_close(
+            &format!("{how}: dw"),
+            &ctx.read(&dwt).unwrap(),
+            &reference::weight_grad(&pb, &y, &x).unwrap(),
+        );
+        assert_close(
+            &format!("{how}: db"),
+            &ctx.read(&dbt).unwrap(),
+            &reference::bias_grad(&pb.y_shape(), &y).unwrap(),
+        );
+    }
+    // Reading inside a chain would see unsubmitted work: it is refused with a message.
+    let err = ctx
+        .chain(|| {
+            let yt = ctx.forward(&xt, &wt, None, params)?;
+            ctx.read(&yt)
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("inside GpuContext::chain"),
+        "{err}"
     );
 }
 

@@ -76,6 +76,8 @@ pub struct GpuContext {
     pub(crate) options: ContextOptions,
     pub(crate) profile: TileProfile,
     pub(crate) timer: Mutex<Option<PassTimer>>,
+    /// The open chain's encoder and the thread recording it (see `GpuContext::chain`).
+    pub(crate) chain: Mutex<Option<(std::thread::ThreadId, wgpu::CommandEncoder)>>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -188,6 +190,7 @@ impl GpuContext {
             uncaptured,
             profile,
             timer: Mutex::new(None),
+            chain: Mutex::new(None),
             options,
         })
     }
@@ -367,6 +370,13 @@ impl GpuContext {
     pub(crate) async fn read_bytes(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
         if bytes == 0 {
             return Ok(Vec::new());
+        }
+        if self.in_chain_on_this_thread()? {
+            return Err(Error::Invalid(
+                "cannot read a tensor inside GpuContext::chain: its ops are submitted when the \
+                 chain closure returns; read after it"
+                    .into(),
+            ));
         }
         let staging = self.scoped(|| {
             let staging = self.device.create_buffer(&wgpu::BufferDescriptor {

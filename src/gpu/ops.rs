@@ -76,10 +76,55 @@ impl GpuContext {
         Ok(())
     }
 
+    /// Runs `f`, recording every op it calls on this thread into one command encoder that is
+    /// submitted once when `f` returns (one submission for a whole forward/backward step).
+    /// Reading a tensor inside `f` is an error: its commands have not been submitted yet.
+    /// Nested chains join the outer one.
+    pub fn chain<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        if self.in_chain_on_this_thread()? {
+            return f();
+        }
+        let encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("gpuconv chain"),
+            });
+        *self.lock_chain()? = Some((std::thread::current().id(), encoder));
+        let out = f();
+        let taken = self.lock_chain()?.take();
+        if let Some((_, encoder)) = taken {
+            self.scoped(|| self.queue.submit([encoder.finish()]))?;
+        }
+        out
+    }
+
+    pub(crate) fn in_chain_on_this_thread(&self) -> Result<bool> {
+        let me = std::thread::current().id();
+        Ok(matches!(&*self.lock_chain()?, Some((owner, _)) if *owner == me))
+    }
+
+    fn lock_chain(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, Option<(std::thread::ThreadId, wgpu::CommandEncoder)>>>
+    {
+        self.chain
+            .lock()
+            .map_err(|_| Error::Gpu("chain lock poisoned".into()))
+    }
+
     pub(crate) fn submit(
         &self,
         record: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<()>,
     ) -> Result<()> {
+        {
+            let me = std::thread::current().id();
+            let mut chain = self.lock_chain()?;
+            if let Some((owner, encoder)) = chain.as_mut() {
+                if *owner == me {
+                    return self.scoped(|| record(encoder))?;
+                }
+            }
+        }
         self.scoped(|| -> Result<()> {
             let mut encoder = self
                 .device
