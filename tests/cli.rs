@@ -491,3 +491,21 @@ fn info_names_the_adapter() {
         "{stdout}"
     );
 }
+
+#[test]
+fn sgemm_ceiling_runs_checked_and_rejects_bad_sizes() {
+    let out = run(&["sgemm", "--size", "66", "--repeats", "1"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "sgemm failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ceiling (best tile)"), "{stdout}");
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+    let bad = run(&["sgemm", "--size", "0"]);
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--size 0"), "{stderr}");
+}
