@@ -31,6 +31,7 @@ const POINTWISE: &str = "pointwise GEMM";
 const DEPTHWISE: &str = "direct depthwise";
 const GEMM: &str = "implicit GEMM";
 const SPLIT_GEMM: &str = "GEMM split-K";
+const COLUMN: &str = "column GEMM";
 
 #[test]
 fn pointwise_gemm_with_tails_and_groups() {
@@ -163,12 +164,53 @@ fn direct_depthwise_in_all_three_passes() {
 }
 
 #[test]
+fn column_input_gradient_for_few_channel_groups() {
+    let mut rng = SplitMix64::new(0x9a7_0006);
+    let p = ConvParams::default;
+    let column = [GEMM, COLUMN, SPLIT_GEMM];
+    check_path(
+        case(
+            "stem-like 7x7/2",
+            [2, 3, 16, 16],
+            [8, 3, 7, 7],
+            p().stride(2, 2).padding(3, 3),
+        ),
+        column,
+        &mut rng,
+    );
+    check_path(
+        case(
+            "groups 2, 3 channels each, strided and dilated",
+            [1, 6, 9, 12],
+            [4, 3, 3, 3],
+            p().groups(2)
+                .stride(2, 1)
+                .dilation(1, 2)
+                .padding_tlbr(1, 2, 0, 2),
+        ),
+        column,
+        &mut rng,
+    );
+    // Output planes that are not whole vec4 quads keep the stride-phase GEMM.
+    check_path(
+        case(
+            "3 channels, odd plane",
+            [1, 3, 9, 9],
+            [4, 3, 3, 3],
+            p().padding(1, 1),
+        ),
+        [GEMM, GEMM, SPLIT_GEMM],
+        &mut rng,
+    );
+}
+
+#[test]
 fn implicit_gemm_channel_tails_past_the_uniform_tile() {
     let mut rng = SplitMix64::new(0x9a7_0003);
     let p = ConvParams::default;
     // K = 33 and C = 33: one full 32-wide uniform tile plus a tail of one.
     check_path(
-        case("K=33", [1, 5, 6, 6], [33, 5, 3, 3], p().padding(1, 1)),
+        case("K=33", [1, 9, 6, 6], [33, 9, 3, 3], p().padding(1, 1)),
         [GEMM, GEMM, SPLIT_GEMM],
         &mut rng,
     );

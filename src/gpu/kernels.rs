@@ -23,6 +23,8 @@ pub enum Kernel {
     InputGrad,
     /// `shaders/weight_grad.wgsl`.
     WeightGrad,
+    /// `shaders/col2im.wgsl` (input gradient of few-channel groups, after a pointwise GEMM).
+    Col2im,
     /// `shaders/reduce_splits.wgsl`.
     ReduceSplits,
     /// `shaders/bias_grad.wgsl`.
@@ -33,13 +35,14 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, for validation tests.
-    pub const ALL: [Kernel; 9] = [
+    pub const ALL: [Kernel; 10] = [
         Kernel::Forward,
         Kernel::Pointwise,
         Kernel::Depthwise,
         Kernel::DepthwiseWeightGrad,
         Kernel::InputGrad,
         Kernel::WeightGrad,
+        Kernel::Col2im,
         Kernel::ReduceSplits,
         Kernel::BiasGrad,
         Kernel::Sgemm,
@@ -54,6 +57,7 @@ impl Kernel {
             Kernel::DepthwiseWeightGrad => "depthwise_weight_grad.wgsl",
             Kernel::InputGrad => "input_grad.wgsl",
             Kernel::WeightGrad => "weight_grad.wgsl",
+            Kernel::Col2im => "col2im.wgsl",
             Kernel::ReduceSplits => "reduce_splits.wgsl",
             Kernel::BiasGrad => "bias_grad.wgsl",
             Kernel::Sgemm => "sgemm.wgsl",
@@ -70,6 +74,7 @@ impl Kernel {
             }
             Kernel::InputGrad => include_str!("../../shaders/input_grad.wgsl"),
             Kernel::WeightGrad => include_str!("../../shaders/weight_grad.wgsl"),
+            Kernel::Col2im => include_str!("../../shaders/col2im.wgsl"),
             Kernel::ReduceSplits => include_str!("../../shaders/reduce_splits.wgsl"),
             Kernel::BiasGrad => include_str!("../../shaders/bias_grad.wgsl"),
             Kernel::Sgemm => include_str!("../../shaders/sgemm.wgsl"),

@@ -7,9 +7,9 @@
 use crate::error::{Error, Result, TensorRole};
 use crate::gpu::kernels::{Kernel, Spec, WindowSpec};
 use crate::gpu::plan::{
-    depthwise_plan, depthwise_window, forward_tile, input_grad_tile, pointwise_plan, reduce_spec,
-    u32_of, weight_grad_split, weight_grad_tile, DepthwisePlan, PointwisePass, PointwisePlan,
-    SplitK, DEPTHWISE_SPLITS,
+    column_input_grad_plan, depthwise_plan, depthwise_window, forward_tile, input_grad_tile,
+    pointwise_plan, reduce_spec, u32_of, weight_grad_split, weight_grad_tile, DepthwisePlan,
+    PointwisePass, PointwisePlan, SplitK, DEPTHWISE_SPLITS,
 };
 use crate::gpu::tensor::GpuTensor;
 use crate::gpu::uniform::{ConvUniform, DepthwiseUniform};
@@ -216,6 +216,27 @@ impl GpuContext {
         let dx = self.storage_buffer("input gradient dx", problem.x_len())?;
         if let Some(plan) = depthwise_plan(&self.profile, &problem, PointwisePass::InputGrad)? {
             self.run_depthwise(plan, &dy.buffer, &w.buffer, None, &dx)?;
+            return Ok(GpuTensor::new(self, dx, problem.x_shape().to_vec()));
+        }
+        if let Some(plan) = column_input_grad_plan(&self.profile, &problem) {
+            let col_len = problem.n * plan.uniform.k as usize * problem.p * problem.q;
+            let col = self.storage_buffer("input-gradient columns", col_len)?;
+            self.run_pointwise(plan, &dy.buffer, &w.buffer, None, &col)?;
+            let uniform = ConvUniform {
+                out_len: u32_of("input-gradient elements", problem.x_len())?,
+                ..ConvUniform::from_problem(&problem)
+            };
+            let uniform_buf = self.uniform_buffer(&uniform);
+            let spec = reduce_spec();
+            self.submit(|enc| {
+                self.dispatch(
+                    enc,
+                    Kernel::Col2im,
+                    spec,
+                    &[&uniform_buf, &col, &dx],
+                    problem.x_len().div_ceil(spec.lanes as usize),
+                )
+            })?;
             return Ok(GpuTensor::new(self, dx, problem.x_shape().to_vec()));
         }
         if let Some(plan) = pointwise_plan(&self.profile, &problem, PointwisePass::InputGrad) {

@@ -245,35 +245,115 @@ pub(crate) fn pointwise_plan(
     problem: &ConvProblem,
     pass: PointwisePass,
 ) -> Option<PointwisePlan> {
-    let hw = problem.h * problem.w;
-    if !problem.is_pointwise() || !hw.is_multiple_of(4) {
+    if !problem.is_pointwise() {
         return None;
     }
     let (cg, kg) = (problem.c_per_group(), problem.k_per_group());
-    let base = ConvUniform::from_problem(problem);
-    // src/dst channel counts, reduced/output channels per group, weight strides.
-    let (src_c, dst_c, red_g, out_g, stride_out, stride_red) = match pass {
-        PointwisePass::Forward => (problem.c, problem.k, cg, kg, cg, 1),
-        PointwisePass::InputGrad => (problem.k, problem.c, kg, cg, 1, cg),
+    let gemm = match pass {
+        PointwisePass::Forward => PlainGemm {
+            src_c: problem.c,
+            dst_c: problem.k,
+            red_g: cg,
+            out_g: kg,
+            stride_out: cg,
+            stride_red: 1,
+        },
+        PointwisePass::InputGrad => PlainGemm {
+            src_c: problem.k,
+            dst_c: problem.c,
+            red_g: kg,
+            out_g: cg,
+            stride_out: 1,
+            stride_red: cg,
+        },
     };
-    let rows = problem.n * hw / 4;
+    plain_gemm_plan(profile, problem, problem.h * problem.w, gemm)
+}
+
+/// Groups with fewer input channels than this run the input gradient as a column GEMM plus
+/// col2im: the implicit GEMM's uniform tile would hold only C/g channels, one gathered dY value
+/// feeding that few FMAs (the 3-channel stem ran at 5 GFLOP/s on lavapipe).
+const COLUMN_INPUT_GRAD_BELOW_CHANNELS: usize = 8;
+/// The column buffer (N·C·R·S·P·Q floats) stays under 256 MiB, else the implicit GEMM runs.
+const COLUMN_MAX_ELEMENTS: usize = 64 << 20;
+
+/// The column GEMM of the input gradient for few-channel groups: col[n, g·crs + (c, r, s), p, q]
+/// = Σ_k W[g·kg + k, c, r, s]·dY[n, g·kg + k, p, q] on the pointwise kernel (W read as a
+/// kg × crs matrix per group); col2im.wgsl then sums it into dX. `None` when the problem does
+/// not qualify.
+pub(crate) fn column_input_grad_plan(
+    profile: &TileProfile,
+    problem: &ConvProblem,
+) -> Option<PointwisePlan> {
+    let pq = problem.p * problem.q;
+    let crs = problem.c_per_group() * problem.r * problem.s;
+    if problem.is_pointwise()
+        || problem.is_depthwise()
+        || problem.c_per_group() >= COLUMN_INPUT_GRAD_BELOW_CHANNELS
+        || problem.n * problem.params.groups * crs * pq > COLUMN_MAX_ELEMENTS
+    {
+        return None;
+    }
+    let gemm = PlainGemm {
+        src_c: problem.k,
+        dst_c: problem.params.groups * crs,
+        red_g: problem.k_per_group(),
+        out_g: crs,
+        stride_out: 1,
+        stride_red: crs,
+    };
+    plain_gemm_plan(profile, problem, pq, gemm)
+}
+
+/// One pointwise-kernel GEMM per group: dst[n, g·out_g + u, pix] = Σ_t A(g, u, t)·src[n,
+/// g·red_g + t, pix], A(g, u, t) = W[g·out_g·red_g + u·stride_out + t·stride_red].
+struct PlainGemm {
+    src_c: usize,
+    dst_c: usize,
+    red_g: usize,
+    out_g: usize,
+    stride_out: usize,
+    stride_red: usize,
+}
+
+/// The dispatch of `gemm` over planes of `plane` pixels, which must be whole vec4 quads.
+fn plain_gemm_plan(
+    profile: &TileProfile,
+    problem: &ConvProblem,
+    plane: usize,
+    gemm: PlainGemm,
+) -> Option<PointwisePlan> {
+    if !plane.is_multiple_of(4) {
+        return None;
+    }
+    let rows = problem.n * plane / 4;
     let groups = problem.params.groups;
-    let spec = gemm_tile(profile.pointwise, profile.min_lanes, rows, out_g, groups);
+    let spec = gemm_tile(
+        profile.pointwise,
+        profile.min_lanes,
+        rows,
+        gemm.out_g,
+        groups,
+    );
     let tiles_m = rows.div_ceil(spec.lane_items_per_workgroup() as usize);
-    let tiles_n = out_g.div_ceil(spec.uniform_tile as usize);
+    let tiles_n = gemm.out_g.div_ceil(spec.uniform_tile as usize);
     let workgroups = tiles_m * tiles_n * groups;
+    let small = |v: usize| u32::try_from(v).ok();
     let uniform = ConvUniform {
-        c: src_c as u32,
-        k: dst_c as u32,
-        cg: red_g as u32,
-        kg: out_g as u32,
-        a_stride_out: stride_out as u32,
-        a_stride_red: stride_red as u32,
-        rows: u32::try_from(rows).ok()?,
-        tiles_m: u32::try_from(tiles_m).ok()?,
-        tiles_n: u32::try_from(tiles_n).ok()?,
-        tiles_total: u32::try_from(workgroups).ok()?,
-        ..base
+        // The kernel only uses h·w, the pixels per plane.
+        h: small(plane)?,
+        w: 1,
+        c: small(gemm.src_c)?,
+        k: small(gemm.dst_c)?,
+        cg: small(gemm.red_g)?,
+        kg: small(gemm.out_g)?,
+        a_stride_out: small(gemm.stride_out)?,
+        a_stride_red: small(gemm.stride_red)?,
+        rows: small(rows)?,
+        tiles_m: small(tiles_m)?,
+        tiles_n: small(tiles_n)?,
+        tiles_total: small(workgroups)?,
+        ..ConvUniform::from_problem(problem)
     };
     Some(PointwisePlan {
         uniform,
@@ -469,6 +549,10 @@ pub fn describe_plan(profile: &TileProfile, op: Op, problem: &ConvProblem) -> St
             )
             .expect("checked");
             format!("direct depthwise + split reduce, {}", Spec::from(spec))
+        }
+        Op::InputGrad if column_input_grad_plan(profile, problem).is_some() => {
+            let plan = column_input_grad_plan(profile, problem).expect("checked");
+            format!("column GEMM (vec4) + col2im, {}", plan.spec)
         }
         Op::Forward | Op::InputGrad
             if pointwise_plan(profile, problem, PointwisePass::of(op)).is_some() =>
