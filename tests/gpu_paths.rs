@@ -37,7 +37,7 @@ const COLUMN: &str = "column GEMM";
 fn pointwise_gemm_with_tails_and_groups() {
     let mut rng = SplitMix64::new(0x9a7_0001);
     let p = ConvParams::default;
-    let pw = [POINTWISE, POINTWISE, SPLIT_GEMM];
+    let pw = [POINTWISE, POINTWISE, POINTWISE];
     check_path(
         case("pointwise", [2, 8, 4, 6], [12, 8, 1, 1], p()),
         pw,
@@ -254,5 +254,30 @@ fn hardware_gpu_tile_profile_matches_reference() {
     for i in 0..60 {
         let case = random_case(&mut rng, i);
         check_all_ops_on(ctx, &case, &mut rng);
+    }
+}
+
+/// The vec4 pointwise weight gradient with every split count, even ones that leave a short
+/// last split, matches the reference and repeats bit for bit.
+#[test]
+fn pointwise_weight_grad_split_k() {
+    let ctx = gpu().expect("GPU context");
+    let mut rng = SplitMix64::new(0x9a7_0007);
+    let params = ConvParams::default().groups(2);
+    let pb = ConvProblem::new(&[3, 10, 6, 6], &[6, 5, 1, 1], params).unwrap();
+    let quads = pb.n * pb.p * pb.q / 4; // 27
+    let (x, dy) = (rng.tensor(pb.x_len()), rng.tensor(pb.y_len()));
+    let want = gpuconv::cpu::reference::weight_grad(&pb, &dy, &x).unwrap();
+    let xt = ctx.upload(&x, &pb.x_shape()).unwrap();
+    let dyt = ctx.upload(&dy, &pb.y_shape()).unwrap();
+    for splits in [1, 2, 4, 5, 26, quads] {
+        let split = gpuconv::gpu::SplitK::with_splits(quads, splits);
+        let run = || {
+            ctx.read(&ctx.weight_grad_with_split(&dyt, &xt, &pb, split).unwrap())
+                .unwrap()
+        };
+        let first = run();
+        assert_close(&format!("pointwise dW, {splits} splits"), &first, &want);
+        assert_eq!(first, run(), "{splits} splits: not bit-for-bit repeatable");
     }
 }

@@ -23,6 +23,8 @@ pub enum Kernel {
     InputGrad,
     /// `shaders/weight_grad.wgsl`.
     WeightGrad,
+    /// `shaders/pointwise_weight_grad.wgsl` (1×1 stride-1 weight gradient on vec4 quads).
+    PointwiseWeightGrad,
     /// `shaders/col2im.wgsl` (input gradient of few-channel groups, after a pointwise GEMM).
     Col2im,
     /// `shaders/reduce_splits.wgsl`.
@@ -35,13 +37,14 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, for validation tests.
-    pub const ALL: [Kernel; 10] = [
+    pub const ALL: [Kernel; 11] = [
         Kernel::Forward,
         Kernel::Pointwise,
         Kernel::Depthwise,
         Kernel::DepthwiseWeightGrad,
         Kernel::InputGrad,
         Kernel::WeightGrad,
+        Kernel::PointwiseWeightGrad,
         Kernel::Col2im,
         Kernel::ReduceSplits,
         Kernel::BiasGrad,
@@ -57,6 +60,7 @@ impl Kernel {
             Kernel::DepthwiseWeightGrad => "depthwise_weight_grad.wgsl",
             Kernel::InputGrad => "input_grad.wgsl",
             Kernel::WeightGrad => "weight_grad.wgsl",
+            Kernel::PointwiseWeightGrad => "pointwise_weight_grad.wgsl",
             Kernel::Col2im => "col2im.wgsl",
             Kernel::ReduceSplits => "reduce_splits.wgsl",
             Kernel::BiasGrad => "bias_grad.wgsl",
@@ -74,6 +78,9 @@ impl Kernel {
             }
             Kernel::InputGrad => include_str!("../../shaders/input_grad.wgsl"),
             Kernel::WeightGrad => include_str!("../../shaders/weight_grad.wgsl"),
+            Kernel::PointwiseWeightGrad => {
+                include_str!("../../shaders/pointwise_weight_grad.wgsl")
+            }
             Kernel::Col2im => include_str!("../../shaders/col2im.wgsl"),
             Kernel::ReduceSplits => include_str!("../../shaders/reduce_splits.wgsl"),
             Kernel::BiasGrad => include_str!("../../shaders/bias_grad.wgsl"),

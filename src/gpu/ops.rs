@@ -8,8 +8,9 @@ use crate::error::{Error, Result, TensorRole};
 use crate::gpu::kernels::{Kernel, Spec, WindowSpec};
 use crate::gpu::plan::{
     column_input_grad_plan, depthwise_plan, depthwise_window, forward_tile, input_grad_tile,
-    pointwise_plan, reduce_spec, u32_of, weight_grad_split, weight_grad_tile, DepthwisePlan,
-    PointwisePass, PointwisePlan, SplitK, DEPTHWISE_SPLITS,
+    pointwise_plan, pointwise_weight_grad, reduce_spec, u32_of, weight_grad_reduction,
+    weight_grad_split, weight_grad_tile, DepthwisePlan, PointwisePass, PointwisePlan, SplitK,
+    DEPTHWISE_SPLITS,
 };
 use crate::gpu::tensor::GpuTensor;
 use crate::gpu::uniform::{ConvUniform, DepthwiseUniform};
@@ -314,8 +315,13 @@ impl GpuContext {
         ) {
             return self.depthwise_weight_grad(dy, x, problem, spec);
         }
-        let red_len = problem.n * problem.p * problem.q;
+        let red_len = weight_grad_reduction(problem);
         let split = SplitK::with_splits(red_len, split.splits);
+        let kernel = if pointwise_weight_grad(problem) {
+            Kernel::PointwiseWeightGrad
+        } else {
+            Kernel::WeightGrad
+        };
         let spec = weight_grad_tile(&self.profile, problem, split);
         let crs = problem.c_per_group() * problem.r * problem.s;
         let tiles_m = crs.div_ceil(spec.lane_items_per_workgroup() as usize);
@@ -350,7 +356,7 @@ impl GpuContext {
             let target = partial.as_ref().unwrap_or(&dw);
             self.dispatch(
                 enc,
-                Kernel::WeightGrad,
+                kernel,
                 spec,
                 &[&uniform_buf, &dy.buffer, &x.buffer, target],
                 total,

@@ -159,13 +159,34 @@ pub(crate) fn weight_grad_tile(
     split: SplitK,
 ) -> TileSpec {
     let crs = problem.c_per_group() * problem.r * problem.s;
+    let max = if pointwise_weight_grad(problem) {
+        profile.pointwise
+    } else {
+        profile.gemm
+    };
     gemm_tile(
-        profile.gemm,
+        max,
         profile.min_lanes,
         crs,
         problem.k_per_group(),
         problem.params.groups * split.splits,
     )
+}
+
+/// Whether the weight gradient runs on pointwise_weight_grad.wgsl: a pointwise problem whose
+/// planes are whole vec4 quads (its reduction then counts quads, not pixels).
+pub(crate) fn pointwise_weight_grad(problem: &ConvProblem) -> bool {
+    problem.is_pointwise() && (problem.h * problem.w).is_multiple_of(4)
+}
+
+/// The weight gradient's reduction length: N·P·Q pixels, or N·P·Q/4 quads on the vec4 path.
+pub(crate) fn weight_grad_reduction(problem: &ConvProblem) -> usize {
+    let pixels = problem.n * problem.p * problem.q;
+    if pointwise_weight_grad(problem) {
+        pixels / 4
+    } else {
+        pixels
+    }
 }
 
 /// Split-K aims for at least this many workgroups in the weight gradient...
@@ -508,12 +529,20 @@ pub(crate) fn too_large(what: &str, v: i64) -> Error {
 
 /// The split-K the weight gradient uses for `problem`.
 pub fn weight_grad_split(profile: &TileProfile, problem: &ConvProblem) -> SplitK {
-    let spec = weight_grad_tile(profile, problem, SplitK::with_splits(1, 1));
+    // Counted with the full-size tile: splitting first keeps the tile big (shrinking it to fill
+    // the machine would cost more than the split's extra reduction pass).
+    let max = if pointwise_weight_grad(problem) {
+        profile.pointwise
+    } else {
+        profile.gemm
+    };
+    let kg = problem.k_per_group();
+    let uniform_tile = (kg.next_power_of_two() as u32).min(max.uniform_tile);
     let crs = problem.c_per_group() * problem.r * problem.s;
-    let tiles_m = crs.div_ceil(spec.lane_items_per_workgroup() as usize);
-    let tiles_n = problem.k_per_group().div_ceil(spec.uniform_tile as usize);
+    let tiles_m = crs.div_ceil(max.lane_items_per_workgroup() as usize);
+    let tiles_n = kg.div_ceil(uniform_tile as usize);
     let tiles = tiles_m * tiles_n * problem.params.groups;
-    SplitK::choose(problem.n * problem.p * problem.q, tiles)
+    SplitK::choose(weight_grad_reduction(problem), tiles)
 }
 
 /// Which kernel and tile an op runs with on `problem`, for reports and `--verbose`.
@@ -568,8 +597,13 @@ pub fn describe_plan(profile: &TileProfile, op: Op, problem: &ConvProblem) -> St
         ),
         Op::WeightGrad => {
             let split = weight_grad_split(profile, problem);
+            let kind = if pointwise_weight_grad(problem) {
+                "pointwise GEMM on vec4 quads, split-K"
+            } else {
+                "GEMM split-K"
+            };
             format!(
-                "GEMM split-K {}x{}, {}",
+                "{kind} {}x{}, {}",
                 split.splits,
                 split.split_len,
                 weight_grad_tile(profile, problem, split)
