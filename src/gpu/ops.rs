@@ -7,9 +7,9 @@
 use crate::error::{Error, Result, TensorRole};
 use crate::gpu::kernels::{Kernel, Spec, WindowSpec};
 use crate::gpu::plan::{
-    column_input_grad_plan, depthwise_plan, depthwise_window, forward_tile, input_grad_tile,
-    pointwise_plan, pointwise_weight_grad, reduce_spec, u32_of, weight_grad_reduction,
-    weight_grad_split, weight_grad_tile, DepthwisePlan, PointwisePass, PointwisePlan, SplitK,
+    column_input_grad_plan, depthwise_forward_geometry, depthwise_plan, depthwise_window,
+    forward_tile, input_grad_tile, pointwise_plan, pointwise_weight_grad, reduce_spec, u32_of,
+    weight_grad_reduction, weight_grad_split, weight_grad_tile, Plan, PointwisePass, SplitK,
     DEPTHWISE_SPLITS,
 };
 use crate::gpu::tensor::GpuTensor;
@@ -159,12 +159,16 @@ impl GpuContext {
         }
         if let Some(plan) = depthwise_plan(&self.profile, &problem, PointwisePass::Forward)? {
             let y = self.storage_buffer("output y", problem.y_len())?;
-            self.run_depthwise(plan, &x.buffer, &w.buffer, bias.map(|b| &b.buffer), &y)?;
+            let plan = plan.with_bias(bias.is_some());
+            let bias = bias.map(|b| &b.buffer);
+            self.run_plan(Kernel::Depthwise, plan, [&x.buffer, &w.buffer], bias, &y)?;
             return Ok(GpuTensor::new(self, y, problem.y_shape().to_vec()));
         }
         if let Some(plan) = pointwise_plan(&self.profile, &problem, PointwisePass::Forward) {
             let y = self.storage_buffer("output y", problem.y_len())?;
-            self.run_pointwise(plan, &x.buffer, &w.buffer, bias.map(|b| &b.buffer), &y)?;
+            let plan = plan.with_bias(bias.is_some());
+            let bias = bias.map(|b| &b.buffer);
+            self.run_plan(Kernel::Pointwise, plan, [&x.buffer, &w.buffer], bias, &y)?;
             return Ok(GpuTensor::new(self, y, problem.y_shape().to_vec()));
         }
         let spec = forward_tile(&self.profile, &problem);
@@ -182,24 +186,16 @@ impl GpuContext {
         };
         let y = self.storage_buffer("output y", problem.y_len())?;
         let uniform_buf = self.uniform_buffer(&uniform);
-        // The bias binding always needs a buffer; without a bias the kernel never reads it.
-        let dummy;
-        let bias_buf = match bias {
-            Some(b) => &b.buffer,
-            None => {
-                dummy = self.storage_buffer_from("no bias", &[0.0])?;
-                &dummy
-            }
-        };
-        self.submit(|enc| {
-            self.dispatch(
-                enc,
-                Kernel::Forward,
-                spec,
-                &[&uniform_buf, &x.buffer, &w.buffer, bias_buf, &y],
-                total,
-            )
-        })?;
+        let (src, bias) = (&x.buffer, bias.map(|b| &b.buffer));
+        self.run_with_bias(
+            Kernel::Forward,
+            spec,
+            &uniform_buf,
+            [src, &w.buffer],
+            bias,
+            &y,
+            total,
+        )?;
         Ok(GpuTensor::new(self, y, problem.y_shape().to_vec()))
     }
 
@@ -216,13 +212,13 @@ impl GpuContext {
         w.check_context(self)?;
         let dx = self.storage_buffer("input gradient dx", problem.x_len())?;
         if let Some(plan) = depthwise_plan(&self.profile, &problem, PointwisePass::InputGrad)? {
-            self.run_depthwise(plan, &dy.buffer, &w.buffer, None, &dx)?;
+            self.run_plan(Kernel::Depthwise, plan, [&dy.buffer, &w.buffer], None, &dx)?;
             return Ok(GpuTensor::new(self, dx, problem.x_shape().to_vec()));
         }
         if let Some(plan) = column_input_grad_plan(&self.profile, &problem) {
             let col_len = problem.n * plan.uniform.k as usize * problem.p * problem.q;
             let col = self.storage_buffer("input-gradient columns", col_len)?;
-            self.run_pointwise(plan, &dy.buffer, &w.buffer, None, &col)?;
+            self.run_plan(Kernel::Pointwise, plan, [&dy.buffer, &w.buffer], None, &col)?;
             let uniform = ConvUniform {
                 out_len: u32_of("input-gradient elements", problem.x_len())?,
                 ..ConvUniform::from_problem(&problem)
@@ -241,7 +237,7 @@ impl GpuContext {
             return Ok(GpuTensor::new(self, dx, problem.x_shape().to_vec()));
         }
         if let Some(plan) = pointwise_plan(&self.profile, &problem, PointwisePass::InputGrad) {
-            self.run_pointwise(plan, &dy.buffer, &w.buffer, None, &dx)?;
+            self.run_plan(Kernel::Pointwise, plan, [&dy.buffer, &w.buffer], None, &dx)?;
             return Ok(GpuTensor::new(self, dx, problem.x_shape().to_vec()));
         }
         let spec = input_grad_tile(&self.profile, &problem);
@@ -403,70 +399,58 @@ impl GpuContext {
 }
 
 impl GpuContext {
-    fn run_pointwise(
+    /// One dispatch of a kernel bound as (uniform, src, weights, bias, dst). The bias binding
+    /// always needs a buffer; without a bias the kernel never reads the placeholder.
+    #[allow(clippy::too_many_arguments)]
+    fn run_with_bias(
         &self,
-        plan: PointwisePlan,
-        src: &wgpu::Buffer,
-        w: &wgpu::Buffer,
+        kernel: Kernel,
+        spec: impl Into<Spec>,
+        uniform: &wgpu::Buffer,
+        [src, w]: [&wgpu::Buffer; 2],
         bias: Option<&wgpu::Buffer>,
         dst: &wgpu::Buffer,
+        workgroups: usize,
     ) -> Result<()> {
-        let uniform = ConvUniform {
-            has_bias: bias.is_some() as u32,
-            ..plan.uniform
-        };
-        let uniform_buf = self.uniform_buffer(&uniform);
-        let dummy;
+        let placeholder;
         let bias_buf = match bias {
             Some(b) => b,
             None => {
-                dummy = self.storage_buffer_from("no bias", &[0.0])?;
-                &dummy
+                placeholder = self.storage_buffer_from("no bias", &[0.0])?;
+                &placeholder
             }
         };
+        let spec = spec.into();
         self.submit(|enc| {
             self.dispatch(
                 enc,
-                Kernel::Pointwise,
-                plan.spec,
-                &[&uniform_buf, src, w, bias_buf, dst],
-                plan.workgroups,
+                kernel,
+                spec,
+                &[uniform, src, w, bias_buf, dst],
+                workgroups,
             )
         })
     }
-}
 
-impl GpuContext {
-    fn run_depthwise(
+    /// Runs a planned direct dispatch: `plan` carries its uniform, specialisation and grid.
+    fn run_plan<U: bytemuck::Pod, S: Into<Spec>>(
         &self,
-        plan: DepthwisePlan,
-        src: &wgpu::Buffer,
-        w: &wgpu::Buffer,
+        kernel: Kernel,
+        plan: Plan<U, S>,
+        [src, w]: [&wgpu::Buffer; 2],
         bias: Option<&wgpu::Buffer>,
         dst: &wgpu::Buffer,
     ) -> Result<()> {
-        let uniform = DepthwiseUniform {
-            has_bias: bias.is_some() as u32,
-            ..plan.uniform
-        };
-        let uniform_buf = self.uniform_buffer(&uniform);
-        let dummy;
-        let bias_buf = match bias {
-            Some(b) => b,
-            None => {
-                dummy = self.storage_buffer_from("no bias", &[0.0])?;
-                &dummy
-            }
-        };
-        self.submit(|enc| {
-            self.dispatch(
-                enc,
-                Kernel::Depthwise,
-                plan.spec,
-                &[&uniform_buf, src, w, bias_buf, dst],
-                plan.workgroups,
-            )
-        })
+        let uniform = self.uniform_buffer(&plan.uniform);
+        self.run_with_bias(
+            kernel,
+            plan.spec,
+            &uniform,
+            [src, w],
+            bias,
+            dst,
+            plan.workgroups,
+        )
     }
 
     fn depthwise_weight_grad(
@@ -476,7 +460,6 @@ impl GpuContext {
         problem: &ConvProblem,
         spec: WindowSpec,
     ) -> Result<GpuTensor> {
-        let [pad_top, pad_left, _, _] = problem.params.padding;
         let blocks_h = problem.p.div_ceil(spec.rows as usize);
         let blocks_w = problem.q.div_ceil(spec.cols as usize);
         let splits = (problem.n * blocks_h * blocks_w).clamp(1, DEPTHWISE_SPLITS);
@@ -485,24 +468,13 @@ impl GpuContext {
         let out_len = problem.w_len();
         let uniform = DepthwiseUniform {
             n: problem.n as u32,
-            in_c: problem.c as u32,
-            out_c: problem.k as u32,
-            terms: 1,
-            in_h: problem.h as u32,
-            in_w: problem.w as u32,
-            out_h: problem.p as u32,
-            out_w: problem.q as u32,
-            off_h: -(pad_top as i64) as i32,
-            off_w: -(pad_left as i64) as i32,
-            chan_div: problem.k_per_group() as u32,
-            chan_mult: 1,
             blocks_h: u32_of("depthwise blocks", blocks_h)?,
             blocks_w: u32_of("depthwise blocks", blocks_w)?,
             chunks: chunks as u32,
             tiles_total: u32_of("depthwise workgroups", workgroups)?,
             splits: splits as u32,
             out_len: u32_of("weight count", out_len)?,
-            ..Default::default()
+            ..depthwise_forward_geometry(problem)
         };
         let uniform_buf = self.uniform_buffer(&uniform);
         let reduce_uniform = self.uniform_buffer(&ConvUniform {

@@ -245,11 +245,32 @@ impl PointwisePass {
     }
 }
 
-/// A pointwise (plain GEMM) dispatch: its uniform, tile and workgroup count.
-pub(crate) struct PointwisePlan {
-    pub uniform: ConvUniform,
-    pub spec: TileSpec,
+/// A planned dispatch: its uniform, kernel specialisation and workgroup count.
+pub(crate) struct Plan<U, S> {
+    pub uniform: U,
+    pub spec: S,
     pub workgroups: usize,
+}
+
+/// A pointwise (plain GEMM) dispatch.
+pub(crate) type PointwisePlan = Plan<ConvUniform, TileSpec>;
+/// A direct depthwise dispatch for the forward pass or the stride-1 input gradient.
+pub(crate) type DepthwisePlan = Plan<DepthwiseUniform, WindowSpec>;
+
+impl PointwisePlan {
+    /// The plan with the bias flag set.
+    pub fn with_bias(mut self, has_bias: bool) -> Self {
+        self.uniform.has_bias = has_bias as u32;
+        self
+    }
+}
+
+impl DepthwisePlan {
+    /// The plan with the bias flag set.
+    pub fn with_bias(mut self, has_bias: bool) -> Self {
+        self.uniform.has_bias = has_bias as u32;
+        self
+    }
 }
 
 /// The largest pointwise tile: 8 pixel quads (32 floats) × 16 channels per invocation, 32 lanes.
@@ -424,11 +445,26 @@ pub(crate) fn depthwise_window(
     (area(spec) <= DEPTHWISE_WINDOW_LIMIT as u64).then_some(spec)
 }
 
-/// A direct depthwise dispatch for the forward pass or the stride-1 input gradient.
-pub(crate) struct DepthwisePlan {
-    pub uniform: DepthwiseUniform,
-    pub spec: WindowSpec,
-    pub workgroups: usize,
+/// The depthwise uniform's geometry for the forward direction (X → Y), shared by the forward
+/// pass and the weight gradient; dispatch fields are left zero.
+pub(crate) fn depthwise_forward_geometry(problem: &ConvProblem) -> DepthwiseUniform {
+    // ConvProblem::new bounds every size below u32::MAX and the padding below i32::MAX.
+    let [pad_top, pad_left, _, _] = problem.params.padding;
+    DepthwiseUniform {
+        in_c: problem.c as u32,
+        out_c: problem.k as u32,
+        terms: 1,
+        in_h: problem.h as u32,
+        in_w: problem.w as u32,
+        out_h: problem.p as u32,
+        out_w: problem.q as u32,
+        off_h: -(pad_top as i64) as i32,
+        off_w: -(pad_left as i64) as i32,
+        flip: 0,
+        chan_div: problem.k_per_group() as u32,
+        chan_mult: 1,
+        ..Default::default()
+    }
 }
 
 pub(crate) fn depthwise_plan(
@@ -449,22 +485,7 @@ pub(crate) fn depthwise_plan(
             ) else {
                 return Ok(None);
             };
-            let uniform = DepthwiseUniform {
-                in_c: problem.c as u32,
-                out_c: problem.k as u32,
-                terms: 1,
-                in_h: problem.h as u32,
-                in_w: problem.w as u32,
-                out_h: problem.p as u32,
-                out_w: problem.q as u32,
-                off_h: -(pad_top as i64) as i32,
-                off_w: -(pad_left as i64) as i32,
-                flip: 0,
-                chan_div: kg as u32,
-                chan_mult: 1,
-                ..Default::default()
-            };
-            (spec, uniform)
+            (spec, depthwise_forward_geometry(problem))
         }
         PointwisePass::InputGrad => {
             // Stride 1 only: then dX is a correlation of dY with the flipped taps. Strided
