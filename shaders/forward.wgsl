@@ -50,22 +50,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
 //#end
 //#end
 
-    for (var c = 0u; c < cv.cg; c++) {
-        for (var r = 0u; r < cv.r; r++) {
-            let dh = i32(r * cv.dil_h);
+    // Taps outermost: each pixel's input offset and padding test are worked out once per tap,
+    // and the innermost loop over channels is one load per pixel and one per channel.
+    for (var r = 0u; r < cv.r; r++) {
+        let dh = i32(r * cv.dil_h);
+        for (var s = 0u; s < cv.s; s++) {
+            let dw = i32(s * cv.dil_w);
+            // Padding reads a clamped in-bounds element and selects zero: no branch.
 //#for i in LANE_TILE
             let ih{i} = ih0_{i} + dh;
-            let h_ok{i} = ih{i} >= 0 && ih{i} <= h_max;
-            let row{i} = x_base{i} + c * hw + u32(clamp(ih{i}, 0, h_max)) * cv.w;
+            let iw{i} = iw0_{i} + dw;
+            let ok{i} = ih{i} >= 0 && ih{i} <= h_max && iw{i} >= 0 && iw{i} <= w_max;
+            let off{i} = x_base{i} + u32(clamp(ih{i}, 0, h_max)) * cv.w + u32(clamp(iw{i}, 0, w_max));
 //#end
-            for (var s = 0u; s < cv.s; s++) {
-                let dw = i32(s * cv.dil_w);
-                // Padding reads a clamped in-bounds element and selects zero: no branch.
+            let tap = r * cv.s + s;
+            for (var c = 0u; c < cv.cg; c++) {
 //#for i in LANE_TILE
-                let iw{i} = iw0_{i} + dw;
-                let a{i} = select(0.0, x[row{i} + u32(clamp(iw{i}, 0, w_max))], h_ok{i} && iw{i} >= 0 && iw{i} <= w_max);
+                let a{i} = select(0.0, x[off{i} + c * hw], ok{i});
 //#end
-                let w_off = c * rs + r * cv.s + s;
+                let w_off = c * rs + tap;
 //#for j in UNIFORM_TILE
                 let b{j} = wt[w_base{j} + w_off];
 //#for i in LANE_TILE
