@@ -88,7 +88,7 @@ impl Kernel {
         }
     }
 
-    /// The specialisation kind this kernel is written for.
+    /// Whether this kernel takes a [`WindowSpec`] (direct depthwise) rather than a [`TileSpec`].
     pub fn takes_window(self) -> bool {
         matches!(self, Kernel::Depthwise | Kernel::DepthwiseWeightGrad)
     }

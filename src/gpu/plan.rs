@@ -72,8 +72,8 @@ pub const DEFAULT_TILE: TileSpec = TileSpec {
 /// Below this many workgroups a pass shrinks its lane tile so every core has work.
 const MIN_WORKGROUPS: usize = 32;
 
-/// The tile, starting from `max`, for an implicit-GEMM pass with `lane_extent` items along the lane dimension,
-/// `uniform_extent` along the uniform one, and `parallel` independent copies of that grid
+/// The tile, starting from `max`, for a GEMM pass with `lane_extent` items along the lane
+/// dimension, `uniform_extent` along the uniform one, and `parallel` independent copies of that grid
 /// (groups × splits). The uniform tile is the smallest power of two covering `uniform_extent`
 /// (so depthwise, with one channel per group, wastes nothing), capped at the default; the lane
 /// tile then halves (lanes first, down to `min_lanes`) while it is more than twice the
@@ -110,8 +110,8 @@ pub fn gemm_tile(
     spec
 }
 
-/// `GPUCONV_TILE=lane_tile,uniform_tile,lanes` forces one tile on every implicit-GEMM pass, for
-/// tile sweeps (benches/NOTES.md); malformed values are ignored.
+/// `GPUCONV_TILE=lane_tile,uniform_tile,lanes` forces one tile on every GEMM pass (implicit and
+/// pointwise), for tile sweeps (benches/NOTES.md); malformed values are ignored.
 fn tile_override() -> Option<TileSpec> {
     let text = std::env::var("GPUCONV_TILE").ok()?;
     let v: Vec<u32> = text
