@@ -7,10 +7,9 @@
 use crate::error::{Error, Result, TensorRole};
 use crate::gpu::kernels::{Kernel, Spec, WindowSpec};
 use crate::gpu::plan::{
-    column_input_grad_plan, depthwise_forward_geometry, depthwise_plan, depthwise_window,
-    forward_tile, input_grad_tile, pointwise_plan, pointwise_weight_grad, reduce_spec, u32_of,
-    weight_grad_reduction, weight_grad_split, weight_grad_tile, Plan, PointwisePass, SplitK,
-    DEPTHWISE_SPLITS,
+    depthwise_forward_geometry, depthwise_weight_grad_window, forward_path, input_grad_path,
+    pointwise_weight_grad, reduce_spec, u32_of, weight_grad_reduction, weight_grad_split,
+    weight_grad_tile, ForwardPath, InputGradPath, Plan, SplitK, DEPTHWISE_SPLITS,
 };
 use crate::gpu::tensor::GpuTensor;
 use crate::gpu::uniform::{ConvUniform, DepthwiseUniform};
@@ -157,21 +156,21 @@ impl GpuContext {
         if let Some(b) = bias {
             self.check_tensor(b, &problem, TensorRole::Bias)?;
         }
-        if let Some(plan) = depthwise_plan(&self.profile, &problem, PointwisePass::Forward)? {
-            let y = self.storage_buffer("output y", problem.y_len())?;
-            let plan = plan.with_bias(bias.is_some());
-            let bias = bias.map(|b| &b.buffer);
-            self.run_plan(Kernel::Depthwise, plan, [&x.buffer, &w.buffer], bias, &y)?;
-            return Ok(GpuTensor::new(self, y, problem.y_shape().to_vec()));
-        }
-        if let Some(plan) = pointwise_plan(&self.profile, &problem, PointwisePass::Forward) {
-            let y = self.storage_buffer("output y", problem.y_len())?;
-            let plan = plan.with_bias(bias.is_some());
-            let bias = bias.map(|b| &b.buffer);
-            self.run_plan(Kernel::Pointwise, plan, [&x.buffer, &w.buffer], bias, &y)?;
-            return Ok(GpuTensor::new(self, y, problem.y_shape().to_vec()));
-        }
-        let spec = forward_tile(&self.profile, &problem);
+        let y = self.storage_buffer("output y", problem.y_len())?;
+        let (src, bias_buf) = ([&x.buffer, &w.buffer], bias.map(|b| &b.buffer));
+        let spec = match forward_path(&self.profile, &problem)? {
+            ForwardPath::Depthwise(plan) => {
+                let plan = plan.with_bias(bias.is_some());
+                self.run_plan(Kernel::Depthwise, plan, src, bias_buf, &y)?;
+                return Ok(GpuTensor::new(self, y, problem.y_shape().to_vec()));
+            }
+            ForwardPath::Pointwise(plan) => {
+                let plan = plan.with_bias(bias.is_some());
+                self.run_plan(Kernel::Pointwise, plan, src, bias_buf, &y)?;
+                return Ok(GpuTensor::new(self, y, problem.y_shape().to_vec()));
+            }
+            ForwardPath::ImplicitGemm(spec) => spec,
+        };
         let rows = problem.n * problem.p * problem.q;
         let tiles_m = rows.div_ceil(spec.lane_items_per_workgroup() as usize);
         let tiles_n = problem.k_per_group().div_ceil(spec.uniform_tile as usize);
@@ -184,15 +183,13 @@ impl GpuContext {
             tiles_total: u32_of("forward workgroups", total)?,
             ..ConvUniform::from_problem(&problem)
         };
-        let y = self.storage_buffer("output y", problem.y_len())?;
         let uniform_buf = self.uniform_buffer(&uniform);
-        let (src, bias) = (&x.buffer, bias.map(|b| &b.buffer));
         self.run_with_bias(
             Kernel::Forward,
             spec,
             &uniform_buf,
-            [src, &w.buffer],
-            bias,
+            src,
+            bias_buf,
             &y,
             total,
         )?;
@@ -211,36 +208,25 @@ impl GpuContext {
         dy.check_context(self)?;
         w.check_context(self)?;
         let dx = self.storage_buffer("input gradient dx", problem.x_len())?;
-        if let Some(plan) = depthwise_plan(&self.profile, &problem, PointwisePass::InputGrad)? {
-            self.run_plan(Kernel::Depthwise, plan, [&dy.buffer, &w.buffer], None, &dx)?;
-            return Ok(GpuTensor::new(self, dx, problem.x_shape().to_vec()));
-        }
-        if let Some(plan) = column_input_grad_plan(&self.profile, &problem) {
-            let col_len = problem.n * plan.uniform.k as usize * problem.p * problem.q;
-            let col = self.storage_buffer("input-gradient columns", col_len)?;
-            self.run_plan(Kernel::Pointwise, plan, [&dy.buffer, &w.buffer], None, &col)?;
-            let uniform = ConvUniform {
-                out_len: u32_of("input-gradient elements", problem.x_len())?,
-                ..ConvUniform::from_problem(&problem)
-            };
-            let uniform_buf = self.uniform_buffer(&uniform);
-            let spec = reduce_spec();
-            self.submit(|enc| {
-                self.dispatch(
-                    enc,
-                    Kernel::Col2im,
-                    spec,
-                    &[&uniform_buf, &col, &dx],
-                    problem.x_len().div_ceil(spec.lanes as usize),
-                )
-            })?;
-            return Ok(GpuTensor::new(self, dx, problem.x_shape().to_vec()));
-        }
-        if let Some(plan) = pointwise_plan(&self.profile, &problem, PointwisePass::InputGrad) {
-            self.run_plan(Kernel::Pointwise, plan, [&dy.buffer, &w.buffer], None, &dx)?;
-            return Ok(GpuTensor::new(self, dx, problem.x_shape().to_vec()));
-        }
-        let spec = input_grad_tile(&self.profile, &problem);
+        let src = [&dy.buffer, &w.buffer];
+        let spec = match input_grad_path(&self.profile, &problem)? {
+            InputGradPath::Depthwise(plan) => {
+                self.run_plan(Kernel::Depthwise, plan, src, None, &dx)?;
+                return Ok(GpuTensor::new(self, dx, problem.x_shape().to_vec()));
+            }
+            InputGradPath::Column(plan) => {
+                let col_len = problem.n * plan.uniform.k as usize * problem.p * problem.q;
+                let col = self.storage_buffer("input-gradient columns", col_len)?;
+                self.run_plan(Kernel::Pointwise, plan, src, None, &col)?;
+                self.col2im(&problem, &col, &dx)?;
+                return Ok(GpuTensor::new(self, dx, problem.x_shape().to_vec()));
+            }
+            InputGradPath::Pointwise(plan) => {
+                self.run_plan(Kernel::Pointwise, plan, src, None, &dx)?;
+                return Ok(GpuTensor::new(self, dx, problem.x_shape().to_vec()));
+            }
+            InputGradPath::PhaseGemm(spec) => spec,
+        };
         let [sh, sw] = problem.params.stride;
         let mut uniforms = Vec::new();
         // One dense GEMM per stride phase (h mod sh, w mod sw).
@@ -303,12 +289,7 @@ impl GpuContext {
     ) -> Result<GpuTensor> {
         self.check_tensor(dy, problem, TensorRole::OutputGrad)?;
         self.check_tensor(x, problem, TensorRole::Input)?;
-        if let Some(spec) = depthwise_window(
-            &self.profile,
-            problem,
-            [problem.p, problem.q],
-            problem.params.stride,
-        ) {
+        if let Some(spec) = depthwise_weight_grad_window(&self.profile, problem) {
             return self.depthwise_weight_grad(dy, x, problem, spec);
         }
         let red_len = weight_grad_reduction(problem);
@@ -451,6 +432,25 @@ impl GpuContext {
             dst,
             plan.workgroups,
         )
+    }
+
+    /// dX from the input gradient's column matrix (see shaders/col2im.wgsl).
+    fn col2im(&self, problem: &ConvProblem, col: &wgpu::Buffer, dx: &wgpu::Buffer) -> Result<()> {
+        let uniform = ConvUniform {
+            out_len: u32_of("input-gradient elements", problem.x_len())?,
+            ..ConvUniform::from_problem(problem)
+        };
+        let uniform_buf = self.uniform_buffer(&uniform);
+        let spec = reduce_spec();
+        self.submit(|enc| {
+            self.dispatch(
+                enc,
+                Kernel::Col2im,
+                spec,
+                &[&uniform_buf, col, dx],
+                problem.x_len().div_ceil(spec.lanes as usize),
+            )
+        })
     }
 
     fn depthwise_weight_grad(

@@ -236,15 +236,6 @@ pub(crate) enum PointwisePass {
     InputGrad,
 }
 
-impl PointwisePass {
-    pub(crate) fn of(op: Op) -> PointwisePass {
-        match op {
-            Op::InputGrad => PointwisePass::InputGrad,
-            _ => PointwisePass::Forward,
-        }
-    }
-}
-
 /// A planned dispatch: its uniform, kernel specialisation and workgroup count.
 pub(crate) struct Plan<U, S> {
     pub uniform: U,
@@ -566,72 +557,106 @@ pub fn weight_grad_split(profile: &TileProfile, problem: &ConvProblem) -> SplitK
     SplitK::choose(weight_grad_reduction(problem), tiles)
 }
 
+/// The forward pass's kernel path. [`forward_path`] is the one place that picks it, for the op
+/// and for [`describe_plan`] alike.
+pub(crate) enum ForwardPath {
+    Depthwise(DepthwisePlan),
+    Pointwise(PointwisePlan),
+    ImplicitGemm(TileSpec),
+}
+
+pub(crate) fn forward_path(profile: &TileProfile, problem: &ConvProblem) -> Result<ForwardPath> {
+    if let Some(plan) = depthwise_plan(profile, problem, PointwisePass::Forward)? {
+        return Ok(ForwardPath::Depthwise(plan));
+    }
+    if let Some(plan) = pointwise_plan(profile, problem, PointwisePass::Forward) {
+        return Ok(ForwardPath::Pointwise(plan));
+    }
+    Ok(ForwardPath::ImplicitGemm(forward_tile(profile, problem)))
+}
+
+/// The input gradient's kernel path, picked by [`input_grad_path`].
+pub(crate) enum InputGradPath {
+    Depthwise(DepthwisePlan),
+    /// Column GEMM on the pointwise kernel, then col2im.
+    Column(PointwisePlan),
+    Pointwise(PointwisePlan),
+    /// One implicit GEMM per stride phase.
+    PhaseGemm(TileSpec),
+}
+
+pub(crate) fn input_grad_path(
+    profile: &TileProfile,
+    problem: &ConvProblem,
+) -> Result<InputGradPath> {
+    if let Some(plan) = depthwise_plan(profile, problem, PointwisePass::InputGrad)? {
+        return Ok(InputGradPath::Depthwise(plan));
+    }
+    if let Some(plan) = column_input_grad_plan(profile, problem) {
+        return Ok(InputGradPath::Column(plan));
+    }
+    if let Some(plan) = pointwise_plan(profile, problem, PointwisePass::InputGrad) {
+        return Ok(InputGradPath::Pointwise(plan));
+    }
+    Ok(InputGradPath::PhaseGemm(input_grad_tile(profile, problem)))
+}
+
+/// The direct depthwise block of the weight gradient, or `None` for the split-K GEMM (whose
+/// kernel [`pointwise_weight_grad`] picks).
+pub(crate) fn depthwise_weight_grad_window(
+    profile: &TileProfile,
+    problem: &ConvProblem,
+) -> Option<WindowSpec> {
+    depthwise_window(
+        profile,
+        problem,
+        [problem.p, problem.q],
+        problem.params.stride,
+    )
+}
+
 /// Which kernel and tile an op runs with on `problem`, for reports and `--verbose`.
 pub fn describe_plan(profile: &TileProfile, op: Op, problem: &ConvProblem) -> String {
     let [sh, sw] = problem.params.stride;
-    match op {
-        Op::Forward | Op::InputGrad
-            if matches!(
-                depthwise_plan(profile, problem, PointwisePass::of(op)),
-                Ok(Some(_))
-            ) =>
-        {
-            let plan = depthwise_plan(profile, problem, PointwisePass::of(op))
-                .ok()
-                .flatten()
-                .expect("checked");
-            format!("direct depthwise, {}", Spec::from(plan.spec))
-        }
-        Op::WeightGrad
-            if depthwise_window(
-                profile,
-                problem,
-                [problem.p, problem.q],
-                problem.params.stride,
-            )
-            .is_some() =>
-        {
-            let spec = depthwise_window(
-                profile,
-                problem,
-                [problem.p, problem.q],
-                problem.params.stride,
-            )
-            .expect("checked");
-            format!("direct depthwise + split reduce, {}", Spec::from(spec))
-        }
-        Op::InputGrad if column_input_grad_plan(profile, problem).is_some() => {
-            let plan = column_input_grad_plan(profile, problem).expect("checked");
-            format!("column GEMM (vec4) + col2im, {}", plan.spec)
-        }
-        Op::Forward | Op::InputGrad
-            if pointwise_plan(profile, problem, PointwisePass::of(op)).is_some() =>
-        {
-            let plan = pointwise_plan(profile, problem, PointwisePass::of(op)).expect("checked");
-            format!("pointwise GEMM on vec4 pixels, {}", plan.spec)
-        }
-        Op::Forward => format!("implicit GEMM, {}", forward_tile(profile, problem)),
-        Op::InputGrad => format!(
-            "implicit GEMM x {} stride phases, {}",
-            sh.min(problem.h) * sw.min(problem.w),
-            input_grad_tile(profile, problem)
-        ),
-        Op::WeightGrad => {
-            let split = weight_grad_split(profile, problem);
-            let kind = if pointwise_weight_grad(problem) {
-                "pointwise GEMM on vec4 quads, split-K"
-            } else {
-                "GEMM split-K"
-            };
-            format!(
-                "{kind} {}x{}, {}",
-                split.splits,
-                split.split_len,
-                weight_grad_tile(profile, problem, split)
-            )
-        }
-        Op::BiasGrad => "workgroup tree reduction".to_string(),
-    }
+    let described = match op {
+        Op::Forward => forward_path(profile, problem).map(|path| match path {
+            ForwardPath::Depthwise(plan) => format!("direct depthwise, {}", Spec::from(plan.spec)),
+            ForwardPath::Pointwise(plan) => format!("pointwise GEMM on vec4 pixels, {}", plan.spec),
+            ForwardPath::ImplicitGemm(spec) => format!("implicit GEMM, {spec}"),
+        }),
+        Op::InputGrad => input_grad_path(profile, problem).map(|path| match path {
+            InputGradPath::Depthwise(plan) => {
+                format!("direct depthwise, {}", Spec::from(plan.spec))
+            }
+            InputGradPath::Column(plan) => format!("column GEMM (vec4) + col2im, {}", plan.spec),
+            InputGradPath::Pointwise(plan) => {
+                format!("pointwise GEMM on vec4 pixels, {}", plan.spec)
+            }
+            InputGradPath::PhaseGemm(spec) => format!(
+                "implicit GEMM x {} stride phases, {spec}",
+                sh.min(problem.h) * sw.min(problem.w)
+            ),
+        }),
+        Op::WeightGrad => Ok(match depthwise_weight_grad_window(profile, problem) {
+            Some(spec) => format!("direct depthwise + split reduce, {}", Spec::from(spec)),
+            None => {
+                let split = weight_grad_split(profile, problem);
+                let kind = if pointwise_weight_grad(problem) {
+                    "pointwise GEMM on vec4 quads, split-K"
+                } else {
+                    "GEMM split-K"
+                };
+                format!(
+                    "{kind} {}x{}, {}",
+                    split.splits,
+                    split.split_len,
+                    weight_grad_tile(profile, problem, split)
+                )
+            }
+        }),
+        Op::BiasGrad => Ok("workgroup tree reduction".to_string()),
+    };
+    described.unwrap_or_else(|e| format!("not runnable: {e}"))
 }
 
 /// The 1D kernels (split reduction, bias gradient) use no register tile.

@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, TileSpec};
+use crate::gpu::plan::u32_of;
 use crate::gpu::tensor::GpuTensor;
 use crate::gpu::uniform::ConvUniform;
 use crate::gpu::GpuContext;
@@ -51,13 +52,6 @@ impl GpuContext {
                 b.shape()
             )));
         }
-        let u32_of = |what: &str, v: usize| {
-            u32::try_from(v).map_err(|_| Error::TooLarge {
-                what: what.into(),
-                value: v as u128,
-                limit: u32::MAX as u128,
-            })
-        };
         let tiles_m = (n / 4).div_ceil(spec.lane_items_per_workgroup() as usize);
         let tiles_n = m.div_ceil(spec.uniform_tile as usize);
         let total = tiles_m * tiles_n;
