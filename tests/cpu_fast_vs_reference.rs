@@ -1,11 +1,13 @@
-//! The fast CPU path (im2col + GEMM, direct depthwise) against the f64 reference, over the same
-//! problems as the GPU sweep.
+//! The fast CPU path (direct AVX-512 kernels, im2col + GEMM, direct depthwise) against the f64
+//! reference, over the same problems as the GPU sweep. Forward and weight gradient run through
+//! both dense kernels whatever the default choice (on a CPU without AVX-512 both run the GEMM).
 
 mod common;
 
 use common::*;
-use gpuconv::cpu::{fast, reference};
-use gpuconv::ConvProblem;
+use gpuconv::cpu::fast::{self, DenseKernel};
+use gpuconv::cpu::reference;
+use gpuconv::{ConvParams, ConvProblem, Op};
 
 fn check(case: &Case, rng: &mut SplitMix64) {
     let pb = ConvProblem::new(&case.x, &case.w, case.params).unwrap();
@@ -21,10 +23,24 @@ fn check(case: &Case, rng: &mut SplitMix64) {
         rng.tensor(pb.k),
         rng.tensor(pb.y_len()),
     );
+    let y = reference::forward(&pb, &x, &w, Some(&b)).unwrap();
+    let dw = reference::weight_grad(&pb, &dy, &x).unwrap();
+    for kernel in [DenseKernel::Direct, DenseKernel::Gemm] {
+        assert_close(
+            &what(&format!("forward ({kernel:?})")),
+            &fast::forward_with(kernel, &pb, &x, &w, Some(&b)).unwrap(),
+            &y,
+        );
+        assert_close(
+            &what(&format!("weight-grad ({kernel:?})")),
+            &fast::weight_grad_with(kernel, &pb, &dy, &x).unwrap(),
+            &dw,
+        );
+    }
     assert_close(
         &what("forward"),
         &fast::forward(&pb, &x, &w, Some(&b)).unwrap(),
-        &reference::forward(&pb, &x, &w, Some(&b)).unwrap(),
+        &y,
     );
     assert_close(
         &what("input-grad"),
@@ -34,7 +50,7 @@ fn check(case: &Case, rng: &mut SplitMix64) {
     assert_close(
         &what("weight-grad"),
         &fast::weight_grad(&pb, &dy, &x).unwrap(),
-        &reference::weight_grad(&pb, &dy, &x).unwrap(),
+        &dw,
     );
 }
 
@@ -116,4 +132,104 @@ fn every_thread_schedule_matches_reference() {
             }
         });
     }
+}
+
+/// The direct kernels' tails and blocking: output channels not a multiple of the 6- and 4-row
+/// tiles, (c, tap) columns not a multiple of 6, flat planes not a multiple of 64 or 16, every
+/// stride phase with dilation and uneven padding, groups, a plane longer than one reduction
+/// block (72-wide rows × 70) and many small images per block.
+#[test]
+fn direct_kernel_tails_and_blocks_match_reference() {
+    let mut rng = SplitMix64::new(0xfa57_0005);
+    let p = ConvParams::default;
+    for case in [
+        case("k=7 tails", [2, 5, 13, 11], [7, 5, 3, 3], p().padding(1, 1)),
+        case("k=1", [1, 3, 9, 9], [1, 3, 2, 2], p()),
+        case(
+            "phases",
+            [2, 3, 17, 15],
+            [5, 3, 5, 4],
+            p().stride(3, 2).dilation(2, 3).padding_tlbr(4, 0, 1, 3),
+        ),
+        case(
+            "groups",
+            [2, 12, 10, 9],
+            [9, 4, 3, 3],
+            p().groups(3).padding(1, 1),
+        ),
+        case(
+            "long plane",
+            [1, 2, 70, 70],
+            [5, 2, 3, 3],
+            p().padding(1, 1),
+        ),
+        case("many images", [9, 3, 4, 4], [5, 3, 3, 3], p().padding(1, 1)),
+        case(
+            "stem-like",
+            [1, 3, 40, 40],
+            [10, 3, 7, 7],
+            p().stride(2, 2).padding(3, 3),
+        ),
+    ] {
+        check(&case, &mut rng);
+    }
+}
+
+/// Large planes take the direct kernels where the CPU has AVX-512, and the direct weight
+/// gradient is bit-identical under 1 and 3 threads.
+#[test]
+fn direct_kernels_chosen_for_large_planes_and_deterministic() {
+    let pb = ConvProblem::new(
+        &[3, 16, 40, 40],
+        &[12, 16, 3, 3],
+        ConvParams::default().padding(1, 1),
+    )
+    .unwrap();
+    let avx512 = cfg!(target_arch = "x86_64") && {
+        #[cfg(target_arch = "x86_64")]
+        let has = std::arch::is_x86_feature_detected!("avx512f");
+        #[cfg(not(target_arch = "x86_64"))]
+        let has = false;
+        has
+    };
+    for op in [Op::Forward, Op::WeightGrad] {
+        let want = if avx512 {
+            DenseKernel::Direct
+        } else {
+            DenseKernel::Gemm
+        };
+        assert_eq!(DenseKernel::for_problem(&pb, op), want, "{op:?}");
+    }
+    // Small planes and the input gradient stay on the GEMM.
+    let small = ConvProblem::new(
+        &[4, 64, 7, 7],
+        &[64, 64, 3, 3],
+        ConvParams::default().padding(1, 1),
+    )
+    .unwrap();
+    assert_eq!(
+        DenseKernel::for_problem(&small, Op::Forward),
+        DenseKernel::Gemm
+    );
+    assert_eq!(
+        DenseKernel::for_problem(&pb, Op::InputGrad),
+        DenseKernel::Gemm
+    );
+
+    let mut rng = SplitMix64::new(0xfa57_0006);
+    let (dy, x) = (rng.tensor(pb.y_len()), rng.tensor(pb.x_len()));
+    let run = |threads| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| fast::weight_grad_with(DenseKernel::Direct, &pb, &dy, &x).unwrap())
+    };
+    let (one, three) = (run(1), run(3));
+    assert!(
+        one.iter()
+            .zip(&three)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "direct weight gradient differs between 1 and 3 threads"
+    );
 }

@@ -200,13 +200,13 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         None => println!("GPU: not measured"),
     }
     println!(
-        "CPU: fast path (im2col + gemm), {} rayon threads",
+        "CPU: fast path (direct AVX-512 / im2col + gemm / depthwise planes), {} rayon threads",
         rayon::current_num_threads()
     );
     println!("error: relative L2 against the f64 reference, computed this run (FAIL beyond 1e-5 / scaled max 1e-4)");
     println!();
     println!(
-        "{:<20} {:<11} {:>9} {:>8} {:>9} {:>8} {:>9} {:>8} {:>9} {:>8} {:>8} {:>10} {:>10}  gpu plan",
+        "{:<20} {:<11} {:>9} {:>8} {:>9} {:>8} {:>9} {:>8} {:>9} {:>8} {:>8} {:>10} {:>10}  kernels",
         "shape",
         "op",
         "cpu ms",
@@ -268,7 +268,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                 let (got, t) = time(args.repeats, || cpu_result(op, &pb, &inputs))?;
                 let err = compare(&got, &want);
                 failures += !err.within_tolerance() as usize;
-                push("cpu", &t, &err, "im2col+gemm".into());
+                push("cpu", &t, &err, fast::describe(&pb, op).into());
                 cpu = Some((t, err));
             }
             let mut gpu = None;
@@ -322,7 +322,14 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                 gpu.as_ref()
                     .map(|(_, e, ..)| fmt_err(e))
                     .unwrap_or("-".into()),
-                gpu.as_ref().map(|(.., p)| p.as_str()).unwrap_or(""),
+                [
+                    want_cpu.then(|| format!("cpu: {}", fast::describe(&pb, op))),
+                    gpu.as_ref().map(|(.., p)| format!("gpu: {p}")),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("; "),
             );
         }
     }

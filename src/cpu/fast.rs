@@ -1,6 +1,8 @@
 //! The fast CPU path: what the benchmark calls "CPU".
 //!
-//! Dense problems run as im2col + SGEMM (the `gemm` crate, multithreaded with rayon), one GEMM
+//! Dense forward and weight gradients on large planes run the direct AVX-512 kernels of
+//! `cpu/direct.rs` where the CPU has AVX-512F ([`DenseKernel::for_problem`] decides). The rest of
+//! the dense problems run as im2col + SGEMM (the `gemm` crate, multithreaded with rayon), one GEMM
 //! per (image, group): forward Y = W·col(X), input gradient col(dX) = Wᵀ·dY then col2im,
 //! weight gradient dW = Σₙ dY·col(X)ᵀ. A 1×1, stride-1, unpadded problem skips im2col (X is its
 //! own column matrix). Depthwise-like problems (one input channel per group) run direct loops
@@ -10,9 +12,67 @@
 use rayon::prelude::*;
 
 use crate::error::{Result, TensorRole};
-use crate::problem::ConvProblem;
+use crate::problem::{ConvProblem, Op};
 
 pub use crate::cpu::reference::bias_grad;
+
+/// The kernel family that runs a dense (not depthwise) problem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DenseKernel {
+    /// Direct AVX-512 tiles on stride-phase planes, no column matrix (`cpu/direct.rs`). Needs an
+    /// x86-64 CPU with AVX-512F; elsewhere a request for it runs [`DenseKernel::Gemm`].
+    Direct,
+    /// im2col + SGEMM (the `gemm` crate): every CPU.
+    Gemm,
+}
+
+impl DenseKernel {
+    /// The kernel that runs `op` of `pb` by default: direct where the CPU has it and the
+    /// problem suits it (large planes; not 1×1 stride-1, where X already is the GEMM operand;
+    /// not the input gradient, whose GEMM + col2im measured on par), else im2col + GEMM.
+    pub fn for_problem(pb: &ConvProblem, op: Op) -> Self {
+        if direct_available() && !pb.is_pointwise() && !pb.is_depthwise() && direct_suits(pb, op) {
+            DenseKernel::Direct
+        } else {
+            DenseKernel::Gemm
+        }
+    }
+
+    /// What the kernel is called in reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DenseKernel::Direct if direct_available() => "direct AVX-512",
+            _ => "im2col + gemm",
+        }
+    }
+}
+
+/// Which CPU kernel runs `op` of `pb` by default, for reports.
+pub fn describe(pb: &ConvProblem, op: Op) -> &'static str {
+    match op {
+        Op::BiasGrad => "channel sums",
+        _ if pb.is_depthwise() => "direct depthwise planes",
+        _ if pb.is_pointwise() => "gemm on X (1x1)",
+        _ => DenseKernel::for_problem(pb, op).describe(),
+    }
+}
+
+fn direct_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return crate::cpu::direct::available();
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
+}
+
+fn direct_suits(pb: &ConvProblem, op: Op) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return crate::cpu::direct::suits(pb, op);
+    #[cfg(not(target_arch = "x86_64"))]
+    return {
+        let _ = (pb, op);
+        false
+    };
+}
 
 /// A row-major view with explicit strides, for the GEMM wrapper.
 #[derive(Clone, Copy)]
@@ -201,11 +261,28 @@ fn im2col(pb: &ConvProblem, x: &[f32], n: usize, g: usize, col: &mut [f32], thre
 
 /// Y = conv(X, W) (+ b).
 pub fn forward(pb: &ConvProblem, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
+    let kernel = DenseKernel::for_problem(pb, Op::Forward);
+    forward_with(kernel, pb, x, w, bias)
+}
+
+/// [`forward`] with the dense kernel chosen by the caller (tests and benchmarks).
+pub fn forward_with(
+    kernel: DenseKernel,
+    pb: &ConvProblem,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+) -> Result<Vec<f32>> {
     pb.check_len(TensorRole::Input, x.len())?;
     pb.check_len(TensorRole::Weight, w.len())?;
     if let Some(b) = bias {
         pb.check_len(TensorRole::Bias, b.len())?;
     }
+    #[cfg(target_arch = "x86_64")]
+    if kernel == DenseKernel::Direct && direct_available() && !pb.is_depthwise() {
+        return Ok(crate::cpu::direct::forward(pb, x, w, bias));
+    }
+    let _ = kernel;
     let mut y = if pb.is_depthwise() {
         depthwise_forward(pb, x, w)
     } else {
@@ -294,11 +371,27 @@ fn col2im(pb: &ConvProblem, col: &[f32], dx_ng: &mut [f32], threads: Threads) {
 
 /// dW from dY and X.
 pub fn weight_grad(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Result<Vec<f32>> {
+    let kernel = DenseKernel::for_problem(pb, Op::WeightGrad);
+    weight_grad_with(kernel, pb, dy, x)
+}
+
+/// [`weight_grad`] with the dense kernel chosen by the caller (tests and benchmarks).
+pub fn weight_grad_with(
+    kernel: DenseKernel,
+    pb: &ConvProblem,
+    dy: &[f32],
+    x: &[f32],
+) -> Result<Vec<f32>> {
     pb.check_len(TensorRole::OutputGrad, dy.len())?;
     pb.check_len(TensorRole::Input, x.len())?;
     if pb.is_depthwise() {
         return Ok(depthwise_weight_grad(pb, dy, x));
     }
+    #[cfg(target_arch = "x86_64")]
+    if kernel == DenseKernel::Direct && direct_available() {
+        return Ok(crate::cpu::direct::weight_grad(pb, dy, x));
+    }
+    let _ = kernel;
     let (cg, kg, pq) = (pb.c_per_group(), pb.k_per_group(), pb.p * pb.q);
     let crs = cg * pb.r * pb.s;
     let col_len = if pb.is_pointwise() { 0 } else { crs * pq };

@@ -1,5 +1,11 @@
 //! CPU implementations: the f64 reference (the oracle every other path is tested against) and the
-//! fast path (im2col + GEMM) that the benchmark calls "CPU".
+//! fast path that the benchmark calls "CPU": direct AVX-512 kernels for dense layers with large
+//! planes (`direct`, x86-64), im2col + GEMM for the rest, direct loops for depthwise.
 
+#[cfg(target_arch = "x86_64")]
+mod direct;
 pub mod fast;
 pub mod reference;
+mod scratch;
+
+pub use scratch::release as release_scratch;

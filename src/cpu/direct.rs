@@ -1,0 +1,532 @@
+//! Direct AVX-512 kernels for the dense forward and weight gradient: no column matrix.
+//!
+//! The input is copied once into zero-bordered planes split by stride phase (plane (a, b) holds
+//! padded rows a, a + sh, … and columns b, b + sw, …). In that layout every kernel tap of every
+//! output is a plain shift: output (p, q) sits at flat index j = p·width + q, and tap (r, s)
+//! reads its phase plane at j + shift(r, s). So the forward is, per tile of 6 output channels ×
+//! 64 flat outputs, a run of broadcast-weight × contiguous-load FMAs over (c, tap); the weight
+//! gradient is, per 4 output channels × 6 (c, tap) columns, a run of contiguous dot products
+//! over j. Columns past Q and rows past P are computed into scratch and dropped (the "flat"
+//! layout costs (width − Q)/width extra work).
+//!
+//! Counted per inner step: forward 4 vector loads + 6 broadcasts per 24 FMAs, weight gradient
+//! 10 loads per 24 FMAs, both within Zen 4's one-load-per-FMA budget, so the tiles run at the
+//! FMA rate when the operands sit in L1/L2 (blocking below keeps them there).
+
+use std::arch::x86_64::*;
+
+use rayon::prelude::*;
+
+use crate::cpu::scratch::Scratch;
+use crate::problem::{ConvProblem, Op};
+
+const LANES: usize = 16;
+
+/// Whether this CPU can run the kernels (checked at run time; otherwise the GEMM path runs).
+pub fn available() -> bool {
+    is_x86_feature_detected!("avx512f")
+}
+
+/// Whether the direct kernels beat im2col + GEMM on `op` of `pb` (measured on the suite, see
+/// benches/NOTES.md): they compute the scratch columns of the flat layout too, so they need
+/// most of each flat tile to be real outputs (≥ 85 %: ResNet 56×56 and 28×28 planes yes, 14×14
+/// and 7×7 no); the weight gradient also needs runs long enough (≥ 512 per image) to amortise
+/// each tile's horizontal sums.
+pub fn suits(pb: &ConvProblem, op: Op) -> bool {
+    let outputs = pb.p * pb.q;
+    let flat = PhasePlanes::flat_len(pb);
+    match op {
+        Op::Forward => 100 * outputs >= 85 * flat.next_multiple_of(FWD_CHUNK),
+        Op::WeightGrad => {
+            let jw = flat.next_multiple_of(LANES);
+            100 * outputs >= 85 * jw && jw >= 512
+        }
+        Op::InputGrad | Op::BiasGrad => false,
+    }
+}
+
+/// The phase-split, zero-bordered copy of X and where each tap reads in it.
+struct PhasePlanes {
+    /// [n][phase][c][plane_len], then `slack` zeros so tile loads past the last plane stay in
+    /// bounds (they only feed outputs that are dropped).
+    data: Scratch,
+    /// Row pitch of a phase plane; also the row pitch of the flat outputs.
+    width: usize,
+    plane_len: usize,
+    image_len: usize,
+    /// Per tap t = r·S + s: offset of its phase plane for channel 0 plus the tap's shift.
+    taps: Vec<usize>,
+}
+
+impl PhasePlanes {
+    /// Copies X of `pb` into phase planes, with `reach` elements of readable zeros past the end
+    /// of each tile's furthest start.
+    fn new(pb: &ConvProblem, x: &[f32], reach: usize) -> Self {
+        let ([sh, sw], [dh, dw]) = (pb.params.stride, pb.params.dilation);
+        let [top, left, bottom, _] = pb.params.padding;
+        let (height, width) = ((top + pb.h + bottom).div_ceil(sh), Self::width(pb));
+        let plane_len = height * width;
+        let image_len = sh * sw * pb.c * plane_len;
+        let mut taps = Vec::with_capacity(pb.r * pb.s);
+        let mut max_shift = 0;
+        for r in 0..pb.r {
+            for s in 0..pb.s {
+                let phase = (r * dh % sh) * sw + s * dw % sw;
+                let shift = (r * dh / sh) * width + s * dw / sw;
+                max_shift = max_shift.max(shift);
+                taps.push(phase * pb.c * plane_len + shift);
+            }
+        }
+        let mut data = Scratch::uninit(pb.n * image_len + max_shift + reach);
+        let (planes, slack) = data.split_at_mut(pb.n * image_len);
+        slack.fill(0.0);
+        // Every element is written (the scratch holds old data): input where the padded
+        // position is inside X, zero elsewhere.
+        planes
+            .par_chunks_mut(plane_len)
+            .enumerate()
+            .for_each(|(i, plane)| {
+                let (n, phase, c) = (i / (sh * sw * pb.c), i / pb.c % (sh * sw), i % pb.c);
+                let (a, b) = (phase / sw, phase % sw);
+                let src = &x[pb.x_index(n, c, 0, 0)..][..pb.h * pb.w];
+                // Phase columns jj whose padded column jj·sw + b is input column jj·sw + b − left.
+                let first = left.saturating_sub(b).div_ceil(sw);
+                let end = (left + pb.w).saturating_sub(b).div_ceil(sw).min(width);
+                for (i, row) in plane.chunks_exact_mut(width).enumerate() {
+                    // Padded row i·sh + a is input row i·sh + a − top.
+                    let Some(h) = (i * sh + a).checked_sub(top).filter(|&h| h < pb.h) else {
+                        row.fill(0.0);
+                        continue;
+                    };
+                    let src = &src[h * pb.w..][..pb.w];
+                    row[..first.min(end)].fill(0.0);
+                    if first < end {
+                        let w0 = first * sw + b - left;
+                        if sw == 1 {
+                            row[first..end].copy_from_slice(&src[w0..w0 + end - first]);
+                        } else {
+                            for (v, w) in row[first..end].iter_mut().zip((w0..).step_by(sw)) {
+                                *v = src[w];
+                            }
+                        }
+                    }
+                    row[end.max(first)..].fill(0.0);
+                }
+            });
+        PhasePlanes {
+            data,
+            width,
+            plane_len,
+            image_len,
+            taps,
+        }
+    }
+
+    /// Row pitch of the phase planes: padded width / sw, rounded up.
+    fn width(pb: &ConvProblem) -> usize {
+        let [_, left, _, right] = pb.params.padding;
+        (left + pb.w + right).div_ceil(pb.params.stride[1])
+    }
+
+    /// Flat outputs per plane: P·width (those with q ≥ Q are scratch).
+    fn flat_len(pb: &ConvProblem) -> usize {
+        pb.p * Self::width(pb)
+    }
+
+    /// Start of channel `c` of image `n` (phase 0, no shift).
+    fn channel(&self, n: usize, c: usize) -> usize {
+        n * self.image_len + c * self.plane_len
+    }
+}
+
+/// Forward tile: output channels per tile and vectors of 16 flat outputs per tile.
+const FWD_K: usize = 6;
+const FWD_V: usize = 4;
+const FWD_CHUNK: usize = FWD_V * LANES;
+
+/// Y = conv(X, W) (+ bias), for any dense problem (any stride, padding, dilation, groups).
+pub fn forward(pb: &ConvProblem, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let (groups, cg, kg, taps) = (
+        pb.params.groups,
+        pb.c_per_group(),
+        pb.k_per_group(),
+        pb.r * pb.s,
+    );
+    let chunks = PhasePlanes::flat_len(pb).div_ceil(FWD_CHUNK);
+    let t0 = std::time::Instant::now();
+    let xs = PhasePlanes::new(pb, x, chunks * FWD_CHUNK);
+    let t1 = t0.elapsed();
+    let k_blocks = kg.div_ceil(FWD_K);
+
+    // Weights packed per (group, block of FWD_K output channels) as [c][tap][FWD_K], zero rows
+    // past K/g, so the tile reads them in order.
+    let block_len = cg * taps * FWD_K;
+    let mut packed = Scratch::zeroed(groups * k_blocks * block_len);
+    packed
+        .par_chunks_mut(block_len)
+        .enumerate()
+        .for_each(|(gb, block)| {
+            let (g, kb) = (gb / k_blocks, gb % k_blocks);
+            for i in 0..FWD_K.min(kg - kb * FWD_K) {
+                let k = g * kg + kb * FWD_K + i;
+                for ct in 0..cg * taps {
+                    block[ct * FWD_K + i] = w[k * cg * taps + ct];
+                }
+            }
+        });
+
+    // Tiles in an order that keeps the larger operand's working set in cache: weight-major
+    // when the weights outweigh one image's planes (late layers), image-major otherwise.
+    let weight_major = kg * cg * taps > cg * xs.plane_len;
+    let tiles_per_group = k_blocks * pb.n * chunks;
+    let decode = |tile: usize| -> (usize, usize, usize, usize) {
+        let (g, rest) = (tile / tiles_per_group, tile % tiles_per_group);
+        if weight_major {
+            (
+                g,
+                rest / (pb.n * chunks),
+                rest / chunks % pb.n,
+                rest % chunks,
+            )
+        } else {
+            (
+                g,
+                rest % k_blocks,
+                rest / k_blocks / chunks,
+                rest / k_blocks % chunks,
+            )
+        }
+    };
+    let tile_len = FWD_K * FWD_CHUNK;
+    let t2 = t0.elapsed();
+    // Every element is written by its tile.
+    let mut flat = Scratch::uninit(groups * tiles_per_group * tile_len);
+    flat.par_chunks_mut(tile_len)
+        .enumerate()
+        .for_each(|(tile, out)| {
+            let (g, kb, n, chunk) = decode(tile);
+            let start = xs.channel(n, g * cg) + chunk * FWD_CHUNK;
+            let weights = &packed[(g * k_blocks + kb) * block_len..][..block_len];
+            // SAFETY: `available()` was checked by the caller; the furthest load is
+            // start + (cg − 1)·plane_len + max tap + FWD_CHUNK − 1, inside `xs.data` by the
+            // slack PhasePlanes::new adds (max shift + chunks·FWD_CHUNK past the last plane).
+            unsafe { forward_tile(&xs.data[start..], cg, xs.plane_len, &xs.taps, weights, out) };
+        });
+
+    let t3 = t0.elapsed();
+    // Crop the flat tiles into Y (+ bias).
+    let mut y = vec![0f32; pb.y_len()];
+    let tile_of = |g: usize, kb: usize, n: usize, chunk: usize| {
+        g * tiles_per_group
+            + if weight_major {
+                (kb * pb.n + n) * chunks + chunk
+            } else {
+                (n * chunks + chunk) * k_blocks + kb
+            }
+    };
+    y.par_chunks_mut(pb.p * pb.q)
+        .enumerate()
+        .for_each(|(nk, plane)| {
+            let (n, k) = (nk / pb.k, nk % pb.k);
+            let (g, kk) = (k / kg, k % kg);
+            let (kb, i) = (kk / FWD_K, kk % FWD_K);
+            let b = bias.map_or(0.0, |b| b[k]);
+            for (p, row) in plane.chunks_exact_mut(pb.q).enumerate() {
+                let mut q = 0;
+                while q < pb.q {
+                    let j = p * xs.width + q;
+                    let (chunk, at) = (j / FWD_CHUNK, j % FWD_CHUNK);
+                    let len = (FWD_CHUNK - at).min(pb.q - q);
+                    let src = &flat[tile_of(g, kb, n, chunk) * tile_len + i * FWD_CHUNK + at..];
+                    for (d, v) in row[q..q + len].iter_mut().zip(&src[..len]) {
+                        *d = v + b;
+                    }
+                    q += len;
+                }
+            }
+        });
+    if std::env::var("PROBE").is_ok() {
+        eprintln!(
+            "planes {:?} pack {:?} tiles {:?} crop {:?}",
+            t1,
+            t2 - t1,
+            t3 - t2,
+            t0.elapsed() - t3
+        );
+    }
+    y
+}
+
+/// out[i·FWD_CHUNK + l] = Σ_{c, t} weights[(c·T + t)·FWD_K + i] · x[c·plane_len + taps[t] + l].
+///
+/// # Safety
+/// The CPU supports AVX-512F, and `x` is readable up to (c_count − 1)·plane_len + max(taps) +
+/// FWD_CHUNK (checked by the slice length here).
+#[target_feature(enable = "avx512f")]
+unsafe fn forward_tile(
+    x: &[f32],
+    c_count: usize,
+    plane_len: usize,
+    taps: &[usize],
+    weights: &[f32],
+    out: &mut [f32],
+) {
+    let max_tap = taps.iter().copied().max().unwrap_or(0);
+    assert!(
+        x.len() >= (c_count - 1) * plane_len + max_tap + FWD_CHUNK
+            && weights.len() >= c_count * taps.len() * FWD_K
+            && out.len() >= FWD_K * FWD_CHUNK
+    );
+    let mut acc = [[_mm512_setzero_ps(); FWD_V]; FWD_K];
+    let mut wp = weights.as_ptr();
+    for c in 0..c_count {
+        let xc = x.as_ptr().add(c * plane_len);
+        for &tap in taps {
+            let xt = xc.add(tap);
+            let mut xv = [_mm512_setzero_ps(); FWD_V];
+            for (v, xv) in xv.iter_mut().enumerate() {
+                *xv = _mm512_loadu_ps(xt.add(v * LANES));
+            }
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let wv = _mm512_set1_ps(*wp.add(i));
+                for (a, xv) in acc.iter_mut().zip(&xv) {
+                    *a = _mm512_fmadd_ps(wv, *xv, *a);
+                }
+            }
+            wp = wp.add(FWD_K);
+        }
+    }
+    for (i, acc) in acc.iter().enumerate() {
+        for (v, a) in acc.iter().enumerate() {
+            _mm512_storeu_ps(out.as_mut_ptr().add(i * FWD_CHUNK + v * LANES), *a);
+        }
+    }
+}
+
+/// Weight-gradient tile: output channels × (c, tap) columns.
+const WG_K: usize = 4;
+const WG_COLS: usize = 6;
+/// Most row tiles and column tiles one weight-gradient job covers (16 rows × 252 columns).
+const JOB_K_TILES: usize = 4;
+const JOB_COL_TILES: usize = 42;
+
+/// dW from dY and X, for any dense problem. Deterministic: every dW element sums its images and
+/// flat blocks in one fixed order whatever the thread count.
+pub fn weight_grad(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Vec<f32> {
+    let (groups, cg, kg, taps) = (
+        pb.params.groups,
+        pb.c_per_group(),
+        pb.k_per_group(),
+        pb.r * pb.s,
+    );
+    let jw = PhasePlanes::flat_len(pb).next_multiple_of(LANES);
+    let xs = PhasePlanes::new(pb, x, jw);
+    // dY at the planes' row pitch, zero in the scratch columns and past the end.
+    let mut dyf = Scratch::uninit(pb.n * pb.k * jw);
+    dyf.par_chunks_mut(jw).enumerate().for_each(|(nk, row)| {
+        let src = &dy[nk * pb.p * pb.q..][..pb.p * pb.q];
+        row.fill(0.0);
+        for (p, s) in src.chunks_exact(pb.q).enumerate() {
+            row[p * xs.width..][..pb.q].copy_from_slice(s);
+        }
+    });
+
+    let cols = cg * taps;
+    // Jobs: (group, up to JOB_K_BLOCKS tiles of WG_K rows, up to JOB_COL_TILES tiles of WG_COLS
+    // columns), so a job's partial sums (rows × columns × 16 lanes) stay within L2.
+    let k_tiles = kg.div_ceil(WG_K);
+    let col_tiles = cols.div_ceil(WG_COLS);
+    let (k_per_job, cols_per_job) = (JOB_K_TILES.min(k_tiles), JOB_COL_TILES.min(col_tiles));
+    let (k_jobs, col_jobs) = (
+        k_tiles.div_ceil(k_per_job),
+        col_tiles.div_ceil(cols_per_job),
+    );
+    let job_tiles = |job: usize| {
+        let (g, kj, cj) = (
+            job / (k_jobs * col_jobs),
+            job / col_jobs % k_jobs,
+            job % col_jobs,
+        );
+        let ks = kj * k_per_job..((kj + 1) * k_per_job).min(k_tiles);
+        let cs = cj * cols_per_job..((cj + 1) * cols_per_job).min(col_tiles);
+        (g, ks, cs)
+    };
+    // The reduction (image, flat index) in blocks of about `block` elements, each a list of
+    // (image, start, length) runs: a job's planes block (its channels, plus the tap reach) stays
+    // in L2, and a block spans several images when the planes are small.
+    let job_channels = (cols_per_job * WG_COLS).div_ceil(taps) + 1;
+    let reach = xs.width * (pb.r * pb.params.dilation[0]).div_ceil(pb.params.stride[0]);
+    let block = (128 * 1024 / job_channels)
+        .saturating_sub(reach)
+        .clamp(8 * LANES, 4096)
+        .next_multiple_of(LANES);
+    let mut blocks: Vec<Vec<Run>> = vec![Vec::new()];
+    let mut filled = 0;
+    for n in 0..pb.n {
+        for start in (0..jw).step_by(block) {
+            let len = block.min(jw - start);
+            if filled > 0 && filled + len > block {
+                blocks.push(Vec::new());
+                filled = 0;
+            }
+            blocks
+                .last_mut()
+                .expect("one block")
+                .push(Run { n, start, len });
+            filled += len;
+        }
+    }
+
+    let dy_image = pb.k * jw;
+    let results: Vec<Vec<f32>> = (0..groups * k_jobs * col_jobs)
+        .into_par_iter()
+        .map(|job| {
+            let (g, ks, cs) = job_tiles(job);
+            let row_len = cs.len() * WG_COLS;
+            let mut sums = vec![0f32; ks.len() * WG_K * row_len];
+            for runs in &blocks {
+                for (bi, kt) in ks.clone().enumerate() {
+                    let dy_rows: [usize; WG_K] =
+                        std::array::from_fn(|i| (g * kg + (kt * WG_K + i).min(kg - 1)) * jw);
+                    for (ci, ct) in cs.clone().enumerate() {
+                        // Tail tiles repeat the last column; their sums are dropped.
+                        let x_rows: [usize; WG_COLS] = std::array::from_fn(|m| {
+                            let col = (ct * WG_COLS + m).min(cols - 1);
+                            let (c, t) = (col / taps, col % taps);
+                            xs.channel(0, g * cg + c) + xs.taps[t]
+                        });
+                        // SAFETY: `available()` was checked by the caller (the tile checks
+                        // its own bounds).
+                        let tile = unsafe {
+                            weight_grad_tile(
+                                Rows {
+                                    data: &dyf,
+                                    starts: dy_rows,
+                                    image_stride: dy_image,
+                                },
+                                Rows {
+                                    data: &xs.data,
+                                    starts: x_rows,
+                                    image_stride: xs.image_len,
+                                },
+                                runs,
+                            )
+                        };
+                        for (i, tile_row) in tile.iter().enumerate() {
+                            let at = (bi * WG_K + i) * row_len + ci * WG_COLS;
+                            for (d, v) in sums[at..at + WG_COLS].iter_mut().zip(tile_row) {
+                                *d += v;
+                            }
+                        }
+                    }
+                }
+            }
+            sums
+        })
+        .collect();
+
+    let mut dw = vec![0f32; pb.w_len()];
+    for (job, sums) in results.iter().enumerate() {
+        let (g, ks, cs) = job_tiles(job);
+        let row_len = cs.len() * WG_COLS;
+        for (bi, kt) in ks.enumerate() {
+            for i in 0..WG_K.min(kg - kt * WG_K) {
+                let k = g * kg + kt * WG_K + i;
+                let (first, end) = (cs.start * WG_COLS, (cs.end * WG_COLS).min(cols));
+                let src = &sums[(bi * WG_K + i) * row_len..][..end - first];
+                dw[k * cols + first..k * cols + end].copy_from_slice(src);
+            }
+        }
+    }
+    dw
+}
+
+/// The 16-lane sums of dy row i · x row m over `len` elements (a multiple of 16). Kept apart
+/// from the loop over runs: with that loop around it the accumulators were spilled to the stack.
+///
+/// # Safety
+/// The CPU supports AVX-512F, and every pointer is readable for `len` elements.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn weight_grad_run(
+    dp: &[*const f32; WG_K],
+    xp: &[*const f32; WG_COLS],
+    len: usize,
+) -> [[__m512; WG_COLS]; WG_K] {
+    let mut acc = [[_mm512_setzero_ps(); WG_COLS]; WG_K];
+    for j in (0..len).step_by(LANES) {
+        let mut xv = [_mm512_setzero_ps(); WG_COLS];
+        for (xv, xp) in xv.iter_mut().zip(xp) {
+            *xv = _mm512_loadu_ps(xp.add(j));
+        }
+        for (acc, dp) in acc.iter_mut().zip(dp) {
+            let d = _mm512_loadu_ps(dp.add(j));
+            for (a, xv) in acc.iter_mut().zip(&xv) {
+                *a = _mm512_fmadd_ps(d, *xv, *a);
+            }
+        }
+    }
+    acc
+}
+
+/// A run of the weight gradient's reduction: flat indices start..start + len of image n.
+struct Run {
+    n: usize,
+    start: usize,
+    len: usize,
+}
+
+/// R rows of a tile operand: row i of image n starts at data[starts[i] + n·image_stride].
+struct Rows<'a, const R: usize> {
+    data: &'a [f32],
+    starts: [usize; R],
+    image_stride: usize,
+}
+
+impl<const R: usize> Rows<'_, R> {
+    /// Whether every row holds `run` (its length a multiple of 16) in bounds.
+    fn holds(&self, run: &Run) -> bool {
+        run.len.is_multiple_of(LANES)
+            && self
+                .starts
+                .iter()
+                .all(|&s| s + run.n * self.image_stride + run.start + run.len <= self.data.len())
+    }
+
+    fn at(&self, i: usize, run: &Run) -> *const f32 {
+        self.data[self.starts[i] + run.n * self.image_stride + run.start..].as_ptr()
+    }
+}
+
+/// Σ over `runs` of dy row i · x row m (16 lanes at a time), for the WG_K × WG_COLS tile.
+///
+/// # Safety
+/// The CPU supports AVX-512F.
+#[target_feature(enable = "avx512f")]
+unsafe fn weight_grad_tile(
+    dy: Rows<'_, WG_K>,
+    x: Rows<'_, WG_COLS>,
+    runs: &[Run],
+) -> [[f32; WG_COLS]; WG_K] {
+    let mut acc = [[_mm512_setzero_ps(); WG_COLS]; WG_K];
+    for run in runs {
+        assert!(dy.holds(run) && x.holds(run));
+        let dp: [*const f32; WG_K] = std::array::from_fn(|i| dy.at(i, run));
+        let xp: [*const f32; WG_COLS] = std::array::from_fn(|m| x.at(m, run));
+        let part = weight_grad_run(&dp, &xp, run.len);
+        for (acc, part) in acc.iter_mut().zip(&part) {
+            for (a, p) in acc.iter_mut().zip(part) {
+                *a = _mm512_add_ps(*a, *p);
+            }
+        }
+    }
+    // Plain loops, not `map` closures: a closure does not inherit the target feature, so the
+    // reductions would become 24 out-of-line calls per tile.
+    let mut sums = [[0f32; WG_COLS]; WG_K];
+    for (sum_row, acc_row) in sums.iter_mut().zip(&acc) {
+        for (sum, a) in sum_row.iter_mut().zip(acc_row) {
+            *sum = _mm512_reduce_add_ps(*a);
+        }
+    }
+    sums
+}
