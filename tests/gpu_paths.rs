@@ -226,6 +226,38 @@ fn implicit_gemm_channel_tails_past_the_uniform_tile() {
     );
 }
 
+/// The input gradient's full-size lavapipe tile (32 pixels × 32 channels × 8 lanes) with tails
+/// on both axes: 2·45·47 = 4230 pixels (not a multiple of 256; enough workgroups that the tile
+/// does not shrink), C = 40 (one tile and 8 over), and a strided case whose phases have uneven
+/// sizes.
+#[test]
+fn input_grad_full_tile_with_tails() {
+    let mut rng = SplitMix64::new(0x9a7_0007);
+    let p = ConvParams::default;
+    let ctx = gpu().expect("GPU context");
+    for c in [
+        case(
+            "igrad 32x32",
+            [2, 40, 45, 47],
+            [24, 40, 3, 3],
+            p().padding(1, 1),
+        ),
+        case(
+            "igrad 32x32 strided",
+            [2, 40, 91, 89],
+            [24, 40, 3, 3],
+            p().padding(1, 1).stride(2, 2),
+        ),
+    ] {
+        let pb = ConvProblem::new(&c.x, &c.w, c.params).unwrap();
+        let plan = describe_plan(ctx.tile_profile(), Op::InputGrad, &pb);
+        if *ctx.tile_profile() == gpuconv::gpu::TileProfile::SIMD_CPU {
+            assert!(plan.contains("tile 32x32"), "{}: plan {plan:?}", c.label);
+        }
+        check_path(c, [GEMM, GEMM, SPLIT_GEMM], &mut rng);
+    }
+}
+
 #[test]
 fn depthwise_grid_beyond_65535_workgroups() {
     let mut rng = SplitMix64::new(0x9a7_0004);

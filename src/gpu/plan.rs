@@ -15,8 +15,10 @@ use crate::problem::{ConvProblem, Op};
 /// The largest tiles of each kernel family for one class of adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TileProfile {
-    /// Implicit-GEMM passes (forward, input gradient, weight gradient).
+    /// Implicit-GEMM forward and weight gradient.
     pub gemm: TileSpec,
+    /// Implicit-GEMM input gradient (one GEMM per stride phase).
+    pub input_grad: TileSpec,
     /// The vec4 pointwise GEMM (`lane_tile` counts pixel quads).
     pub pointwise: TileSpec,
     /// Invocations per workgroup of the direct depthwise kernels.
@@ -29,6 +31,7 @@ impl TileProfile {
     /// Software adapters that run one invocation per SIMD lane (lavapipe/llvmpipe).
     pub const SIMD_CPU: TileProfile = TileProfile {
         gemm: DEFAULT_TILE,
+        input_grad: INPUT_GRAD_TILE,
         pointwise: POINTWISE_TILE,
         depthwise_lanes: 8,
         min_lanes: 8,
@@ -37,6 +40,11 @@ impl TileProfile {
     /// the workgroup, broadcast uniform loads).
     pub const GPU: TileProfile = TileProfile {
         gemm: TileSpec {
+            lane_tile: 4,
+            uniform_tile: 8,
+            lanes: 64,
+        },
+        input_grad: TileSpec {
             lane_tile: 4,
             uniform_tile: 8,
             lanes: 64,
@@ -65,6 +73,17 @@ impl TileProfile {
 /// (tile sweep in benches/NOTES.md).
 pub const DEFAULT_TILE: TileSpec = TileSpec {
     lane_tile: 16,
+    uniform_tile: 32,
+    lanes: 8,
+};
+
+/// The input gradient's largest tile on lavapipe: 32 pixels × 32 channels per invocation. Its
+/// inner loop loads one dY value per pixel and one weight per channel like the forward's, but
+/// with fewer index tests per tap (a stride phase has no holes), so the taller tile pays: two
+/// alternating A/B rounds over the six dense 3×3 shapes gave geomeans 16.6 / 15.5 GFLOP/s against
+/// 14.8 / 12.6 for the 16×32 tile (benches/NOTES.md).
+pub const INPUT_GRAD_TILE: TileSpec = TileSpec {
+    lane_tile: 32,
     uniform_tile: 32,
     lanes: 8,
 };
@@ -145,7 +164,7 @@ pub(crate) fn input_grad_tile(profile: &TileProfile, problem: &ConvProblem) -> T
     let [sh, sw] = problem.params.stride;
     let phase_pixels = problem.n * problem.h.div_ceil(sh) * problem.w.div_ceil(sw);
     gemm_tile(
-        profile.gemm,
+        profile.input_grad,
         profile.min_lanes,
         phase_pixels,
         problem.c_per_group(),
