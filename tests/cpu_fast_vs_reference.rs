@@ -1,11 +1,11 @@
 //! The fast CPU path (direct AVX-512 kernels, im2col + GEMM, direct depthwise) against the f64
-//! reference, over the same problems as the GPU sweep. Forward and weight gradient run through
-//! both dense kernels whatever the default choice (on a CPU without AVX-512 both run the GEMM).
+//! reference, over the same problems as the GPU sweep. Every op runs through both kernel
+//! families whatever the default choice (on a CPU without AVX-512 both run the portable one).
 
 mod common;
 
 use common::*;
-use gpuconv::cpu::fast::{self, DenseKernel};
+use gpuconv::cpu::fast::{self, CpuKernel};
 use gpuconv::cpu::reference;
 use gpuconv::{ConvParams, ConvProblem, Op};
 
@@ -25,7 +25,7 @@ fn check(case: &Case, rng: &mut SplitMix64) {
     );
     let y = reference::forward(&pb, &x, &w, Some(&b)).unwrap();
     let dw = reference::weight_grad(&pb, &dy, &x).unwrap();
-    for kernel in [DenseKernel::Direct, DenseKernel::Gemm] {
+    for kernel in [CpuKernel::Direct, CpuKernel::Portable] {
         assert_close(
             &what(&format!("forward ({kernel:?})")),
             &fast::forward_with(kernel, &pb, &x, &w, Some(&b)).unwrap(),
@@ -42,10 +42,18 @@ fn check(case: &Case, rng: &mut SplitMix64) {
         &fast::forward(&pb, &x, &w, Some(&b)).unwrap(),
         &y,
     );
+    let dx = reference::input_grad(&pb, &dy, &w).unwrap();
+    for kernel in [CpuKernel::Direct, CpuKernel::Portable] {
+        assert_close(
+            &what(&format!("input-grad ({kernel:?})")),
+            &fast::input_grad_with(kernel, &pb, &dy, &w).unwrap(),
+            &dx,
+        );
+    }
     assert_close(
         &what("input-grad"),
         &fast::input_grad(&pb, &dy, &w).unwrap(),
-        &reference::input_grad(&pb, &dy, &w).unwrap(),
+        &dx,
     );
     assert_close(
         &what("weight-grad"),
@@ -175,6 +183,44 @@ fn direct_kernel_tails_and_blocks_match_reference() {
     }
 }
 
+/// The direct depthwise kernels' masks and row groups: rows wider than one 16-lane vector and
+/// not a multiple of it, row counts not a multiple of 4, K = 2C, dilation, padding larger than
+/// the kernel reach (whole output columns read only padding), asymmetric padding, 1×1 outputs.
+#[test]
+fn direct_depthwise_edges_match_reference() {
+    let mut rng = SplitMix64::new(0xfa57_0007);
+    let p = ConvParams::default;
+    for case in [
+        case(
+            "wide rows",
+            [2, 3, 7, 37],
+            [3, 1, 3, 3],
+            p().groups(3).padding(1, 1),
+        ),
+        case(
+            "k=2c dilated",
+            [1, 4, 13, 18],
+            [8, 1, 3, 3],
+            p().groups(4).padding(2, 2).dilation(2, 2),
+        ),
+        case(
+            "big padding",
+            [1, 2, 5, 5],
+            [2, 1, 3, 3],
+            p().groups(2).padding(4, 5),
+        ),
+        case(
+            "asymmetric 5x5",
+            [2, 3, 9, 20],
+            [6, 1, 5, 4],
+            p().groups(3).padding_tlbr(0, 3, 2, 1),
+        ),
+        case("1x1 output", [1, 5, 3, 3], [5, 1, 3, 3], p().groups(5)),
+    ] {
+        check(&case, &mut rng);
+    }
+}
+
 /// Large planes take the direct kernels where the CPU has AVX-512, and the direct weight
 /// gradient is bit-identical under 1 and 3 threads.
 #[test]
@@ -194,13 +240,35 @@ fn direct_kernels_chosen_for_large_planes_and_deterministic() {
     };
     for op in [Op::Forward, Op::WeightGrad] {
         let want = if avx512 {
-            DenseKernel::Direct
+            CpuKernel::Direct
         } else {
-            DenseKernel::Gemm
+            CpuKernel::Portable
         };
-        assert_eq!(DenseKernel::for_problem(&pb, op), want, "{op:?}");
+        assert_eq!(CpuKernel::for_problem(&pb, op), want, "{op:?}");
     }
-    // Small planes and the input gradient stay on the GEMM.
+    // Stride-1 depthwise takes the direct kernels in all three passes; strided depthwise,
+    // small dense planes and the dense input gradient stay portable.
+    let dw = ConvProblem::new(
+        &[2, 8, 12, 12],
+        &[8, 1, 3, 3],
+        ConvParams::default().groups(8),
+    )
+    .unwrap();
+    let dw2 = ConvProblem::new(
+        &[2, 8, 12, 12],
+        &[8, 1, 3, 3],
+        ConvParams::default().groups(8).stride(2, 2),
+    )
+    .unwrap();
+    for op in [Op::Forward, Op::InputGrad, Op::WeightGrad] {
+        let want = if avx512 {
+            CpuKernel::Direct
+        } else {
+            CpuKernel::Portable
+        };
+        assert_eq!(CpuKernel::for_problem(&dw, op), want, "depthwise {op:?}");
+        assert_eq!(CpuKernel::for_problem(&dw2, op), CpuKernel::Portable);
+    }
     let small = ConvProblem::new(
         &[4, 64, 7, 7],
         &[64, 64, 3, 3],
@@ -208,12 +276,12 @@ fn direct_kernels_chosen_for_large_planes_and_deterministic() {
     )
     .unwrap();
     assert_eq!(
-        DenseKernel::for_problem(&small, Op::Forward),
-        DenseKernel::Gemm
+        CpuKernel::for_problem(&small, Op::Forward),
+        CpuKernel::Portable
     );
     assert_eq!(
-        DenseKernel::for_problem(&pb, Op::InputGrad),
-        DenseKernel::Gemm
+        CpuKernel::for_problem(&pb, Op::InputGrad),
+        CpuKernel::Portable
     );
 
     let mut rng = SplitMix64::new(0xfa57_0006);
@@ -223,7 +291,7 @@ fn direct_kernels_chosen_for_large_planes_and_deterministic() {
             .num_threads(threads)
             .build()
             .unwrap()
-            .install(|| fast::weight_grad_with(DenseKernel::Direct, &pb, &dy, &x).unwrap())
+            .install(|| fast::weight_grad_with(CpuKernel::Direct, &pb, &dy, &x).unwrap())
     };
     let (one, three) = (run(1), run(3));
     assert!(

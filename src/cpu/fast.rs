@@ -1,7 +1,7 @@
 //! The fast CPU path: what the benchmark calls "CPU".
 //!
 //! Dense forward and weight gradients on large planes run the direct AVX-512 kernels of
-//! `cpu/direct.rs` where the CPU has AVX-512F ([`DenseKernel::for_problem`] decides). The rest of
+//! `cpu/direct.rs` where the CPU has AVX-512F ([`CpuKernel::for_problem`] decides). The rest of
 //! the dense problems run as im2col + SGEMM (the `gemm` crate, multithreaded with rayon), one GEMM
 //! per (image, group): forward Y = W·col(X), input gradient col(dX) = Wᵀ·dY then col2im,
 //! weight gradient dW = Σₙ dY·col(X)ᵀ. A 1×1, stride-1, unpadded problem skips im2col (X is its
@@ -16,44 +16,46 @@ use crate::problem::{ConvProblem, Op};
 
 pub use crate::cpu::reference::bias_grad;
 
-/// The kernel family that runs a dense (not depthwise) problem.
+/// Which family of CPU kernels runs a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DenseKernel {
-    /// Direct AVX-512 tiles on stride-phase planes, no column matrix (`cpu/direct.rs`). Needs an
-    /// x86-64 CPU with AVX-512F; elsewhere a request for it runs [`DenseKernel::Gemm`].
+pub enum CpuKernel {
+    /// The direct AVX-512 kernels where they cover the problem: dense forward and weight
+    /// gradient on stride-phase planes with no column matrix (`cpu/direct.rs`), and all three
+    /// passes of stride-1 depthwise layers (`cpu/direct_depthwise.rs`); the portable kernels for
+    /// the rest. Needs an x86-64 CPU with AVX-512F; elsewhere it runs [`CpuKernel::Portable`].
     Direct,
-    /// im2col + SGEMM (the `gemm` crate): every CPU.
-    Gemm,
+    /// im2col + SGEMM (the `gemm` crate) and planar depthwise loops: every CPU.
+    Portable,
 }
 
-impl DenseKernel {
-    /// The kernel that runs `op` of `pb` by default: direct where the CPU has it and the
-    /// problem suits it (large planes; not 1×1 stride-1, where X already is the GEMM operand;
-    /// not the input gradient, whose GEMM + col2im measured on par), else im2col + GEMM.
+impl CpuKernel {
+    /// The family that runs `op` of `pb` by default: direct where the CPU has it and it is the
+    /// faster (stride-1 depthwise; dense layers with large planes, see `direct::suits`; not 1×1
+    /// stride-1, where X already is the GEMM operand), else portable.
     pub fn for_problem(pb: &ConvProblem, op: Op) -> Self {
-        if direct_available() && !pb.is_pointwise() && !pb.is_depthwise() && direct_suits(pb, op) {
-            DenseKernel::Direct
+        let direct = if pb.is_depthwise() {
+            depthwise_has_direct(pb)
         } else {
-            DenseKernel::Gemm
-        }
-    }
-
-    /// What the kernel is called in reports.
-    pub fn describe(self) -> &'static str {
-        match self {
-            DenseKernel::Direct if direct_available() => "direct AVX-512",
-            _ => "im2col + gemm",
+            !pb.is_pointwise() && direct_suits(pb, op)
+        };
+        if direct_available() && direct {
+            CpuKernel::Direct
+        } else {
+            CpuKernel::Portable
         }
     }
 }
 
 /// Which CPU kernel runs `op` of `pb` by default, for reports.
 pub fn describe(pb: &ConvProblem, op: Op) -> &'static str {
+    let direct = CpuKernel::for_problem(pb, op) == CpuKernel::Direct;
     match op {
         Op::BiasGrad => "channel sums",
+        _ if pb.is_depthwise() && direct => "direct depthwise AVX-512",
         _ if pb.is_depthwise() => "direct depthwise planes",
         _ if pb.is_pointwise() => "gemm on X (1x1)",
-        _ => DenseKernel::for_problem(pb, op).describe(),
+        _ if direct => "direct AVX-512",
+        _ => "im2col + gemm",
     }
 }
 
@@ -62,6 +64,11 @@ fn direct_available() -> bool {
     return crate::cpu::direct::available();
     #[cfg(not(target_arch = "x86_64"))]
     return false;
+}
+
+/// The direct depthwise kernels cover stride 1.
+fn depthwise_has_direct(pb: &ConvProblem) -> bool {
+    pb.params.stride == [1, 1]
 }
 
 fn direct_suits(pb: &ConvProblem, op: Op) -> bool {
@@ -261,13 +268,13 @@ fn im2col(pb: &ConvProblem, x: &[f32], n: usize, g: usize, col: &mut [f32], thre
 
 /// Y = conv(X, W) (+ b).
 pub fn forward(pb: &ConvProblem, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
-    let kernel = DenseKernel::for_problem(pb, Op::Forward);
+    let kernel = CpuKernel::for_problem(pb, Op::Forward);
     forward_with(kernel, pb, x, w, bias)
 }
 
-/// [`forward`] with the dense kernel chosen by the caller (tests and benchmarks).
+/// [`forward`] with the kernel family chosen by the caller (tests and benchmarks).
 pub fn forward_with(
-    kernel: DenseKernel,
+    kernel: CpuKernel,
     pb: &ConvProblem,
     x: &[f32],
     w: &[f32],
@@ -279,8 +286,15 @@ pub fn forward_with(
         pb.check_len(TensorRole::Bias, b.len())?;
     }
     #[cfg(target_arch = "x86_64")]
-    if kernel == DenseKernel::Direct && direct_available() && !pb.is_depthwise() {
-        return Ok(crate::cpu::direct::forward(pb, x, w, bias));
+    if kernel == CpuKernel::Direct && direct_available() {
+        if !pb.is_depthwise() {
+            return Ok(crate::cpu::direct::forward(pb, x, w, bias));
+        }
+        if depthwise_has_direct(pb) {
+            let mut y = crate::cpu::direct_depthwise::forward(pb, x, w);
+            add_bias(pb, &mut y, bias);
+            return Ok(y);
+        }
     }
     let _ = kernel;
     let mut y = if pb.is_depthwise() {
@@ -305,20 +319,47 @@ pub fn forward_with(
         });
         y
     };
-    if let Some(b) = bias {
-        let pq = pb.p * pb.q;
-        y.par_chunks_mut(pq).enumerate().for_each(|(nk, plane)| {
-            let bk = b[nk % pb.k];
-            plane.iter_mut().for_each(|v| *v += bk);
-        });
-    }
+    add_bias(pb, &mut y, bias);
     Ok(y)
+}
+
+/// y[n, k, ·, ·] += bias[k].
+fn add_bias(pb: &ConvProblem, y: &mut [f32], bias: Option<&[f32]>) {
+    if let Some(b) = bias {
+        y.par_chunks_mut(pb.p * pb.q)
+            .enumerate()
+            .for_each(|(nk, plane)| {
+                let bk = b[nk % pb.k];
+                plane.iter_mut().for_each(|v| *v += bk);
+            });
+    }
 }
 
 /// dX from dY and W.
 pub fn input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
+    let kernel = CpuKernel::for_problem(pb, Op::InputGrad);
+    input_grad_with(kernel, pb, dy, w)
+}
+
+/// [`input_grad`] with the kernel family chosen by the caller (tests and benchmarks). Dense
+/// problems have no direct input gradient and run the portable one.
+pub fn input_grad_with(
+    kernel: CpuKernel,
+    pb: &ConvProblem,
+    dy: &[f32],
+    w: &[f32],
+) -> Result<Vec<f32>> {
     pb.check_len(TensorRole::OutputGrad, dy.len())?;
     pb.check_len(TensorRole::Weight, w.len())?;
+    #[cfg(target_arch = "x86_64")]
+    if kernel == CpuKernel::Direct
+        && direct_available()
+        && pb.is_depthwise()
+        && depthwise_has_direct(pb)
+    {
+        return Ok(crate::cpu::direct_depthwise::input_grad(pb, dy, w));
+    }
+    let _ = kernel;
     if pb.is_depthwise() {
         return Ok(depthwise_input_grad(pb, dy, w));
     }
@@ -371,27 +412,32 @@ fn col2im(pb: &ConvProblem, col: &[f32], dx_ng: &mut [f32], threads: Threads) {
 
 /// dW from dY and X.
 pub fn weight_grad(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Result<Vec<f32>> {
-    let kernel = DenseKernel::for_problem(pb, Op::WeightGrad);
+    let kernel = CpuKernel::for_problem(pb, Op::WeightGrad);
     weight_grad_with(kernel, pb, dy, x)
 }
 
-/// [`weight_grad`] with the dense kernel chosen by the caller (tests and benchmarks).
+/// [`weight_grad`] with the kernel family chosen by the caller (tests and benchmarks).
 pub fn weight_grad_with(
-    kernel: DenseKernel,
+    kernel: CpuKernel,
     pb: &ConvProblem,
     dy: &[f32],
     x: &[f32],
 ) -> Result<Vec<f32>> {
     pb.check_len(TensorRole::OutputGrad, dy.len())?;
     pb.check_len(TensorRole::Input, x.len())?;
+    #[cfg(target_arch = "x86_64")]
+    if kernel == CpuKernel::Direct && direct_available() {
+        if !pb.is_depthwise() {
+            return Ok(crate::cpu::direct::weight_grad(pb, dy, x));
+        }
+        if depthwise_has_direct(pb) {
+            return Ok(crate::cpu::direct_depthwise::weight_grad(pb, dy, x));
+        }
+    }
+    let _ = kernel;
     if pb.is_depthwise() {
         return Ok(depthwise_weight_grad(pb, dy, x));
     }
-    #[cfg(target_arch = "x86_64")]
-    if kernel == DenseKernel::Direct && direct_available() {
-        return Ok(crate::cpu::direct::weight_grad(pb, dy, x));
-    }
-    let _ = kernel;
     let (cg, kg, pq) = (pb.c_per_group(), pb.k_per_group(), pb.p * pb.q);
     let crs = cg * pb.r * pb.s;
     let col_len = if pb.is_pointwise() { 0 } else { crs * pq };

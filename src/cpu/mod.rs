@@ -4,6 +4,8 @@
 
 #[cfg(target_arch = "x86_64")]
 mod direct;
+#[cfg(target_arch = "x86_64")]
+mod direct_depthwise;
 pub mod fast;
 pub mod reference;
 mod scratch;
