@@ -143,6 +143,8 @@ impl PhasePlanes {
 const FWD_K: usize = 6;
 const FWD_V: usize = 4;
 const FWD_CHUNK: usize = FWD_V * LANES;
+/// Most output-channel tiles one forward work item covers (96 channels).
+const PART_K_BLOCKS: usize = 16;
 
 /// Y = conv(X, W) (+ bias), for any dense problem (any stride, padding, dilation, groups).
 pub fn forward(pb: &ConvProblem, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
@@ -153,9 +155,7 @@ pub fn forward(pb: &ConvProblem, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> 
         pb.r * pb.s,
     );
     let chunks = PhasePlanes::flat_len(pb).div_ceil(FWD_CHUNK);
-    let t0 = std::time::Instant::now();
     let xs = PhasePlanes::new(pb, x, chunks * FWD_CHUNK);
-    let t1 = t0.elapsed();
     let k_blocks = kg.div_ceil(FWD_K);
 
     // Weights packed per (group, block of FWD_K output channels) as [c][tap][FWD_K], zero rows
@@ -175,54 +175,61 @@ pub fn forward(pb: &ConvProblem, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> 
             }
         });
 
-    // Tiles in an order that keeps the larger operand's working set in cache: weight-major
-    // when the weights outweigh one image's planes (late layers), image-major otherwise.
-    let weight_major = kg * cg * taps > cg * xs.plane_len;
-    let tiles_per_group = k_blocks * pb.n * chunks;
-    let decode = |tile: usize| -> (usize, usize, usize, usize) {
-        let (g, rest) = (tile / tiles_per_group, tile % tiles_per_group);
-        if weight_major {
-            (
-                g,
-                rest / (pb.n * chunks),
-                rest / chunks % pb.n,
-                rest % chunks,
-            )
-        } else {
-            (
-                g,
-                rest % k_blocks,
-                rest / k_blocks / chunks,
-                rest / k_blocks % chunks,
-            )
-        }
-    };
+    // Work: per (group, image, chunk of FWD_CHUNK flat outputs) every output channel, split
+    // into parts of at most PART_K_BLOCKS tiles for parallelism and to bound the weights one
+    // part streams. Inside, channel blocks of about 144 (c, tap) steps run over every tile of
+    // the part in turn: the block's input rows (~13 KB) stay in L1 across the part's tiles,
+    // and each tile carries its sums through memory from block to block.
     let tile_len = FWD_K * FWD_CHUNK;
-    let t2 = t0.elapsed();
+    let region_len = k_blocks * tile_len;
+    let part_len = PART_K_BLOCKS.min(k_blocks) * tile_len;
+    let c_block = 144usize.div_ceil(taps);
     // Every element is written by its tile.
-    let mut flat = Scratch::uninit(groups * tiles_per_group * tile_len);
-    flat.par_chunks_mut(tile_len)
+    let mut flat = Scratch::uninit(groups * pb.n * chunks * region_len);
+    flat.par_chunks_mut(region_len)
         .enumerate()
-        .for_each(|(tile, out)| {
-            let (g, kb, n, chunk) = decode(tile);
+        .for_each(|(region, tiles)| {
+            let (g, n, chunk) = (
+                region / (pb.n * chunks),
+                region / chunks % pb.n,
+                region % chunks,
+            );
             let start = xs.channel(n, g * cg) + chunk * FWD_CHUNK;
-            let weights = &packed[(g * k_blocks + kb) * block_len..][..block_len];
-            // SAFETY: `available()` was checked by the caller; the furthest load is
-            // start + (cg − 1)·plane_len + max tap + FWD_CHUNK − 1, inside `xs.data` by the
-            // slack PhasePlanes::new adds (max shift + chunks·FWD_CHUNK past the last plane).
-            unsafe { forward_tile(&xs.data[start..], cg, xs.plane_len, &xs.taps, weights, out) };
+            tiles
+                .par_chunks_mut(part_len)
+                .enumerate()
+                .for_each(|(part, tiles)| {
+                    let first_block = part * PART_K_BLOCKS;
+                    for c0 in (0..cg).step_by(c_block) {
+                        let c_count = c_block.min(cg - c0);
+                        for (i, out) in tiles.chunks_exact_mut(tile_len).enumerate() {
+                            let block = (g * k_blocks + first_block + i) * block_len;
+                            let weights = &packed[block + c0 * taps * FWD_K..block + block_len];
+                            let x = &xs.data[start + c0 * xs.plane_len..];
+                            // SAFETY: `available()` was checked by the caller; the furthest
+                            // load is start + (cg − 1)·plane_len + max tap + FWD_CHUNK − 1,
+                            // inside `xs.data` by the slack PhasePlanes::new adds (max shift +
+                            // chunks·FWD_CHUNK past the last plane).
+                            unsafe {
+                                forward_tile(
+                                    x,
+                                    c_count,
+                                    xs.plane_len,
+                                    &xs.taps,
+                                    weights,
+                                    out,
+                                    c0 > 0,
+                                )
+                            };
+                        }
+                    }
+                });
         });
 
-    let t3 = t0.elapsed();
     // Crop the flat tiles into Y (+ bias).
     let mut y = vec![0f32; pb.y_len()];
     let tile_of = |g: usize, kb: usize, n: usize, chunk: usize| {
-        g * tiles_per_group
-            + if weight_major {
-                (kb * pb.n + n) * chunks + chunk
-            } else {
-                (n * chunks + chunk) * k_blocks + kb
-            }
+        ((g * pb.n + n) * chunks + chunk) * k_blocks + kb
     };
     y.par_chunks_mut(pb.p * pb.q)
         .enumerate()
@@ -245,19 +252,11 @@ pub fn forward(pb: &ConvProblem, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> 
                 }
             }
         });
-    if std::env::var("PROBE").is_ok() {
-        eprintln!(
-            "planes {:?} pack {:?} tiles {:?} crop {:?}",
-            t1,
-            t2 - t1,
-            t3 - t2,
-            t0.elapsed() - t3
-        );
-    }
     y
 }
 
-/// out[i·FWD_CHUNK + l] = Σ_{c, t} weights[(c·T + t)·FWD_K + i] · x[c·plane_len + taps[t] + l].
+/// out[i·FWD_CHUNK + l] (+)= Σ_{c, t} weights[(c·T + t)·FWD_K + i] · x[c·plane_len + taps[t] + l]
+/// over c < c_count, adding to what `out` holds when `accumulate`.
 ///
 /// # Safety
 /// The CPU supports AVX-512F, and `x` is readable up to (c_count − 1)·plane_len + max(taps) +
@@ -270,6 +269,7 @@ unsafe fn forward_tile(
     taps: &[usize],
     weights: &[f32],
     out: &mut [f32],
+    accumulate: bool,
 ) {
     let max_tap = taps.iter().copied().max().unwrap_or(0);
     assert!(
@@ -278,6 +278,13 @@ unsafe fn forward_tile(
             && out.len() >= FWD_K * FWD_CHUNK
     );
     let mut acc = [[_mm512_setzero_ps(); FWD_V]; FWD_K];
+    if accumulate {
+        for (i, acc) in acc.iter_mut().enumerate() {
+            for (v, a) in acc.iter_mut().enumerate() {
+                *a = _mm512_loadu_ps(out.as_ptr().add(i * FWD_CHUNK + v * LANES));
+            }
+        }
+    }
     let mut wp = weights.as_ptr();
     for c in 0..c_count {
         let xc = x.as_ptr().add(c * plane_len);
