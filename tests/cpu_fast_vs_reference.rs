@@ -145,7 +145,8 @@ fn every_thread_schedule_matches_reference() {
 /// The direct kernels' tails and blocking: output channels not a multiple of the 6- and 4-row
 /// tiles, (c, tap) columns not a multiple of 6, flat planes not a multiple of 64 or 16, every
 /// stride phase with dilation and uneven padding, groups, a plane longer than one reduction
-/// block (72-wide rows × 70) and many small images per block.
+/// block (72-wide rows × 70), many small images per block, and the input gradient's mirrored
+/// padding.
 #[test]
 fn direct_kernel_tails_and_blocks_match_reference() {
     let mut rng = SplitMix64::new(0xfa57_0005);
@@ -172,6 +173,20 @@ fn direct_kernel_tails_and_blocks_match_reference() {
             p().padding(1, 1),
         ),
         case("many images", [9, 3, 4, 4], [5, 3, 3, 3], p().padding(1, 1)),
+        // Input gradient as a forward: mirrored asymmetric padding with dilation, and a padding
+        // past the kernel's reach (no mirrored form: the portable kernel runs).
+        case(
+            "mirrored padding",
+            [2, 4, 15, 13],
+            [5, 4, 3, 3],
+            p().dilation(2, 1).padding_tlbr(3, 0, 1, 2),
+        ),
+        case(
+            "padding past reach",
+            [1, 3, 8, 8],
+            [4, 3, 3, 3],
+            p().padding(3, 0),
+        ),
         case(
             "stem-like",
             [1, 3, 40, 40],
@@ -269,7 +284,7 @@ fn direct_kernels_chosen_for_large_planes_and_deterministic() {
         let has = false;
         has
     };
-    for op in [Op::Forward, Op::WeightGrad] {
+    for op in [Op::Forward, Op::InputGrad, Op::WeightGrad] {
         let want = if avx512 {
             CpuKernel::Direct
         } else {
@@ -278,7 +293,7 @@ fn direct_kernels_chosen_for_large_planes_and_deterministic() {
         assert_eq!(CpuKernel::for_problem(&pb, op), want, "{op:?}");
     }
     // Stride-1 depthwise takes the direct kernels in all three passes; strided depthwise,
-    // small dense planes and the dense input gradient stay portable.
+    // small dense planes and the strided dense input gradient stay portable.
     let dw = ConvProblem::new(
         &[2, 8, 12, 12],
         &[8, 1, 3, 3],
@@ -310,8 +325,14 @@ fn direct_kernels_chosen_for_large_planes_and_deterministic() {
         CpuKernel::for_problem(&small, Op::Forward),
         CpuKernel::Portable
     );
+    let strided = ConvProblem::new(
+        &[3, 16, 80, 80],
+        &[12, 16, 3, 3],
+        ConvParams::default().padding(1, 1).stride(2, 2),
+    )
+    .unwrap();
     assert_eq!(
-        CpuKernel::for_problem(&pb, Op::InputGrad),
+        CpuKernel::for_problem(&strided, Op::InputGrad),
         CpuKernel::Portable
     );
 

@@ -31,8 +31,9 @@ pub enum CpuKernel {
 
 impl CpuKernel {
     /// The family that runs `op` of `pb` by default: direct where the CPU has it and it is the
-    /// faster (stride-1 depthwise; dense layers with large planes, see `direct::suits`; not 1×1
-    /// stride-1, where X already is the GEMM operand), else portable.
+    /// faster (stride-1 depthwise; dense layers with large planes, and for the input gradient
+    /// stride 1, see `direct::suits`; not 1×1 stride-1, where X already is the GEMM operand),
+    /// else portable.
     pub fn for_problem(pb: &ConvProblem, op: Op) -> Self {
         let direct = if pb.is_depthwise() {
             depthwise_has_direct(pb)
@@ -371,8 +372,9 @@ pub fn input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     input_grad_with(kernel, pb, dy, w)
 }
 
-/// [`input_grad`] with the kernel family chosen by the caller (tests and benchmarks). Dense
-/// problems have no direct input gradient and run the portable one.
+/// [`input_grad`] with the kernel family chosen by the caller (tests and benchmarks). The direct
+/// dense input gradient covers stride 1 (padding within the kernel's reach); other dense
+/// problems run the portable one.
 pub fn input_grad_with(
     kernel: CpuKernel,
     pb: &ConvProblem,
@@ -388,6 +390,12 @@ pub fn input_grad_with(
         && depthwise_has_direct(pb)
     {
         return Ok(crate::cpu::direct_depthwise::input_grad(pb, dy, w));
+    }
+    #[cfg(target_arch = "x86_64")]
+    if kernel == CpuKernel::Direct && direct_available() && !pb.is_depthwise() {
+        if let Some(dx) = crate::cpu::direct::input_grad(pb, dy, w) {
+            return Ok(dx);
+        }
     }
     let _ = kernel;
     if pb.is_depthwise() {
