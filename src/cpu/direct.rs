@@ -191,6 +191,19 @@ impl PhasePlanes {
     }
 }
 
+/// Y's data for the forward's parallel items, which write disjoint elements of it.
+struct SharedOut(*mut f32);
+// SAFETY: the pointer is only written through, at elements no two items share (see the use).
+unsafe impl Sync for SharedOut {}
+unsafe impl Send for SharedOut {}
+
+impl SharedOut {
+    /// Element `i` (a method, so closures capture the Sync wrapper, not the raw field).
+    fn at(&self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
+}
+
 /// Forward tile: output channels per tile and vectors of 16 flat outputs per tile.
 const FWD_K: usize = 6;
 const FWD_V: usize = 4;
@@ -231,79 +244,73 @@ pub fn forward(pb: &ConvProblem, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> 
     // into parts of at most PART_K_BLOCKS tiles for parallelism and to bound the weights one
     // part streams. Inside, channel blocks of about 144 (c, tap) steps run over every tile of
     // the part in turn: the block's input rows (~13 KB) stay in L1 across the part's tiles,
-    // and each tile carries its sums through memory from block to block.
+    // and each tile carries its sums from block to block in a small per-thread buffer. The
+    // finished tiles are written straight into Y (+ bias), dropping the scratch columns.
     let tile_len = FWD_K * FWD_CHUNK;
-    let region_len = k_blocks * tile_len;
-    let part_len = PART_K_BLOCKS.min(k_blocks) * tile_len;
     let c_block = 144usize.div_ceil(taps);
-    // Every element is written by its tile.
-    let mut flat = Scratch::uninit(groups * pb.n * chunks * region_len);
-    flat.par_chunks_mut(region_len)
-        .enumerate()
-        .for_each(|(region, tiles)| {
-            let (g, n, chunk) = (
-                region / (pb.n * chunks),
-                region / chunks % pb.n,
-                region % chunks,
-            );
-            let start = xs.channel(n, g * cg) + chunk * FWD_CHUNK;
-            tiles
-                .par_chunks_mut(part_len)
-                .enumerate()
-                .for_each(|(part, tiles)| {
-                    let first_block = part * PART_K_BLOCKS;
-                    for c0 in (0..cg).step_by(c_block) {
-                        let c_count = c_block.min(cg - c0);
-                        for (i, out) in tiles.chunks_exact_mut(tile_len).enumerate() {
-                            let block = (g * k_blocks + first_block + i) * block_len;
-                            let weights = &packed[block + c0 * taps * FWD_K..block + block_len];
-                            let x = &xs.data[start + c0 * xs.plane_len..];
-                            // SAFETY: `available()` was checked by the caller; the furthest
-                            // load is start + (cg − 1)·plane_len + max tap + FWD_CHUNK − 1,
-                            // inside `xs.data` by the slack PhasePlanes::new adds (max shift +
-                            // chunks·FWD_CHUNK past the last plane).
-                            unsafe {
-                                forward_tile(
-                                    x,
-                                    c_count,
-                                    xs.plane_len,
-                                    &xs.taps,
-                                    weights,
-                                    out,
-                                    c0 > 0,
-                                )
-                            };
-                        }
-                    }
-                });
-        });
-
-    // Crop the flat tiles into Y (+ bias).
+    let parts = k_blocks.div_ceil(PART_K_BLOCKS);
+    let flat_len = PhasePlanes::flat_len(pb);
     let mut y = vec![0f32; pb.y_len()];
-    let tile_of = |g: usize, kb: usize, n: usize, chunk: usize| {
-        ((g * pb.n + n) * chunks + chunk) * k_blocks + kb
-    };
-    y.par_chunks_mut(pb.p * pb.q)
-        .enumerate()
-        .for_each(|(nk, plane)| {
-            let (n, k) = (nk / pb.k, nk % pb.k);
-            let (g, kk) = (k / kg, k % kg);
-            let (kb, i) = (kk / FWD_K, kk % FWD_K);
-            let b = bias.map_or(0.0, |b| b[k]);
-            for (p, row) in plane.chunks_exact_mut(pb.q).enumerate() {
-                let mut q = 0;
-                while q < pb.q {
-                    let j = p * xs.width + q;
-                    let (chunk, at) = (j / FWD_CHUNK, j % FWD_CHUNK);
-                    let len = (FWD_CHUNK - at).min(pb.q - q);
-                    let src = &flat[tile_of(g, kb, n, chunk) * tile_len + i * FWD_CHUNK + at..];
-                    for (d, v) in row[q..q + len].iter_mut().zip(&src[..len]) {
-                        *d = v + b;
+    let out = SharedOut(y.as_mut_ptr());
+    (0..groups * pb.n * chunks * parts)
+        .into_par_iter()
+        .for_each_init(
+            || vec![0f32; PART_K_BLOCKS * tile_len],
+            |tiles, item| {
+                let (region, part) = (item / parts, item % parts);
+                let (g, n, chunk) = (
+                    region / (pb.n * chunks),
+                    region / chunks % pb.n,
+                    region % chunks,
+                );
+                let start = xs.channel(n, g * cg) + chunk * FWD_CHUNK;
+                let first_block = part * PART_K_BLOCKS;
+                let blocks = PART_K_BLOCKS.min(k_blocks - first_block);
+                let tiles = &mut tiles[..blocks * tile_len];
+                for c0 in (0..cg).step_by(c_block) {
+                    let c_count = c_block.min(cg - c0);
+                    for (i, tile) in tiles.chunks_exact_mut(tile_len).enumerate() {
+                        let block = (g * k_blocks + first_block + i) * block_len;
+                        let weights = &packed[block + c0 * taps * FWD_K..block + block_len];
+                        let x = &xs.data[start + c0 * xs.plane_len..];
+                        // SAFETY: `available()` was checked by the caller; the furthest load
+                        // is start + (cg − 1)·plane_len + max tap + FWD_CHUNK − 1, inside
+                        // `xs.data` by the slack PhasePlanes::new adds (max shift +
+                        // chunks·FWD_CHUNK past the last plane).
+                        unsafe {
+                            forward_tile(x, c_count, xs.plane_len, &xs.taps, weights, tile, c0 > 0)
+                        };
                     }
-                    q += len;
                 }
-            }
-        });
+                // Flat index j of this chunk is output (j / width, j % width), kept when the
+                // column is below Q.
+                let chunk_start = chunk * FWD_CHUNK;
+                let chunk_end = (chunk_start + FWD_CHUNK).min(flat_len);
+                for (kk, row) in (first_block * FWD_K..kg).zip(tiles.chunks_exact(FWD_CHUNK)) {
+                    let k = g * kg + kk;
+                    let b = bias.map_or(0.0, |b| b[k]);
+                    let plane = pb.y_index(n, k, 0, 0);
+                    let mut j = chunk_start;
+                    while j < chunk_end {
+                        let (p, q) = (j / xs.width, j % xs.width);
+                        let run = (xs.width - q).min(chunk_end - j);
+                        if q < pb.q {
+                            let src = &row[j - chunk_start..][..run.min(pb.q - q)];
+                            // SAFETY: (n, k, p, q..q + len) is inside Y (p < P, q + len ≤ Q),
+                            // and no other item writes it: items own disjoint (group, image,
+                            // chunk of flat outputs, output channels).
+                            unsafe {
+                                let dst = out.at(plane + p * pb.q + q);
+                                for (t, v) in src.iter().enumerate() {
+                                    *dst.add(t) = v + b;
+                                }
+                            }
+                        }
+                        j += run;
+                    }
+                }
+            },
+        );
     y
 }
 
