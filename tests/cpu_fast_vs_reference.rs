@@ -198,9 +198,10 @@ fn direct_kernel_tails_and_blocks_match_reference() {
     }
 }
 
-/// The direct depthwise kernels' masks and row groups: rows wider than one 16-lane vector and
-/// not a multiple of it, row counts not a multiple of 4, K = 2C, dilation, padding larger than
-/// the kernel reach (whole output columns read only padding), asymmetric padding, 1×1 outputs.
+/// The direct depthwise kernels' masks, row groups and stride phases: rows wider than one
+/// 16-lane vector and not a multiple of it, row counts not a multiple of 4, K = 2C, dilation,
+/// padding larger than the kernel reach (whole output columns read only padding), asymmetric
+/// padding, 1×1 outputs, strides 2 and 3×2.
 #[test]
 fn direct_depthwise_edges_match_reference() {
     let mut rng = SplitMix64::new(0xfa57_0007);
@@ -231,6 +232,29 @@ fn direct_depthwise_edges_match_reference() {
             p().groups(3).padding_tlbr(0, 3, 2, 1),
         ),
         case("1x1 output", [1, 5, 3, 3], [5, 1, 3, 3], p().groups(5)),
+        // Stride phases: uneven phase sizes, taps of one phase only (1×1 stride 2), phases
+        // with no taps, K = 2C, dilation, padding on one side.
+        case(
+            "5x5 s2",
+            [2, 3, 23, 37],
+            [3, 1, 5, 5],
+            p().groups(3).stride(2, 2).padding(2, 2),
+        ),
+        case(
+            "1x1 s2",
+            [1, 4, 9, 8],
+            [4, 1, 1, 1],
+            p().groups(4).stride(2, 2),
+        ),
+        case(
+            "s3x2 dilated x2",
+            [2, 2, 17, 20],
+            [4, 1, 3, 3],
+            p().groups(2)
+                .stride(3, 2)
+                .dilation(2, 1)
+                .padding_tlbr(1, 0, 2, 3),
+        ),
     ] {
         check(&case, &mut rng);
     }
@@ -292,8 +316,8 @@ fn direct_kernels_chosen_for_large_planes_and_deterministic() {
         };
         assert_eq!(CpuKernel::for_problem(&pb, op), want, "{op:?}");
     }
-    // Stride-1 depthwise takes the direct kernels in all three passes; strided depthwise,
-    // small dense planes and the strided dense input gradient stay portable.
+    // Depthwise takes the direct kernels in all three passes at any stride; small dense planes
+    // and the strided dense input gradient stay portable.
     let dw = ConvProblem::new(
         &[2, 8, 12, 12],
         &[8, 1, 3, 3],
@@ -313,7 +337,11 @@ fn direct_kernels_chosen_for_large_planes_and_deterministic() {
             CpuKernel::Portable
         };
         assert_eq!(CpuKernel::for_problem(&dw, op), want, "depthwise {op:?}");
-        assert_eq!(CpuKernel::for_problem(&dw2, op), CpuKernel::Portable);
+        assert_eq!(
+            CpuKernel::for_problem(&dw2, op),
+            want,
+            "strided depthwise {op:?}"
+        );
     }
     let small = ConvProblem::new(
         &[4, 64, 7, 7],

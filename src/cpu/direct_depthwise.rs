@@ -236,91 +236,250 @@ unsafe fn dot_rows<const N: usize>(
     }
 }
 
-/// Per tap t = r·S + s of output channel k: (weight, or 0 without `w`; row offset; column
-/// offset), with the offsets of the forward (`sign` 1) or mirrored for the input gradient (−1).
-fn tap_table(
+/// One stride phase of an input-sized plane (rows a, a + sh, …; columns b, b + sw, …) and the
+/// taps that read it: tap (r, s) of output (p, q) reads input row p·sh + r·dh − top =
+/// (p + dr)·sh + a, so it reads phase (a, b) at (p + dr, q + dc) with a contiguous row.
+struct Phase {
+    a: usize,
+    b: usize,
+    rows: usize,
+    cols: usize,
+    /// Tap indices t = r·S + s with their (dr, dc).
+    taps: Vec<(usize, isize, isize)>,
+}
+
+/// The phases of `pb`'s input (one, the plane itself, at stride 1) and their taps.
+fn phases(pb: &ConvProblem) -> Vec<Phase> {
+    let [sh, sw] = pb.params.stride;
+    let [dh, dw] = pb.params.dilation;
+    let [top, left, _, _] = pb.params.padding;
+    let split = |off: isize, stride: usize| {
+        (
+            off.rem_euclid(stride as isize) as usize,
+            off.div_euclid(stride as isize),
+        )
+    };
+    let mut out = Vec::new();
+    for a in 0..sh.min(pb.h) {
+        for b in 0..sw.min(pb.w) {
+            let taps = (0..pb.r * pb.s)
+                .filter_map(|t| {
+                    let (r, s) = (t / pb.s, t % pb.s);
+                    let (ra, dr) = split((r * dh) as isize - top as isize, sh);
+                    let (cb, dc) = split((s * dw) as isize - left as isize, sw);
+                    (ra == a && cb == b).then_some((t, dr, dc))
+                })
+                .collect();
+            out.push(Phase {
+                a,
+                b,
+                rows: (pb.h - a).div_ceil(sh),
+                cols: (pb.w - b).div_ceil(sw),
+                taps,
+            });
+        }
+    }
+    out
+}
+
+/// Copies phase `ph` of an H×W plane into `dst` (rows × cols).
+fn extract_phase(pb: &ConvProblem, plane: &[f32], ph: &Phase, dst: &mut [f32]) {
+    let [sh, sw] = pb.params.stride;
+    for (i, row) in dst.chunks_exact_mut(ph.cols).enumerate() {
+        let src = &plane[(i * sh + ph.a) * pb.w + ph.b..(i * sh + ph.a + 1) * pb.w];
+        if sw == 2 {
+            // SAFETY: the caller checked AVX-512F (`direct::available`).
+            unsafe { every_other(src, row) };
+            continue;
+        }
+        for (v, x) in row.iter_mut().zip(src.iter().step_by(sw)) {
+            *v = *x;
+        }
+    }
+}
+
+/// dst[j] = src[2·j] for every j of dst (at most ⌈src.len / 2⌉), 16 at a time with a two-vector
+/// permute: the stride-2 phase split was a fifth of a strided depthwise layer's time as a
+/// scalar loop.
+///
+/// # Safety
+/// The CPU supports AVX-512F.
+#[target_feature(enable = "avx512f")]
+unsafe fn every_other(src: &[f32], dst: &mut [f32]) {
+    assert!(dst.len() <= src.len().div_ceil(2));
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    for j0 in (0..dst.len()).step_by(LANES) {
+        let at = 2 * j0;
+        let lo = _mm512_maskz_loadu_ps(
+            inside(at as isize, src.len()),
+            src.as_ptr().wrapping_add(at),
+        );
+        let hi_at = at + LANES;
+        let hi = _mm512_maskz_loadu_ps(
+            inside(hi_at as isize, src.len()),
+            src.as_ptr().wrapping_add(hi_at),
+        );
+        let v = _mm512_permutex2var_ps(lo, even, hi);
+        _mm512_mask_storeu_ps(dst.as_mut_ptr().add(j0), inside(j0 as isize, dst.len()), v);
+    }
+}
+
+/// The phase planes of one H×W plane: the plane itself at stride 1, else copies in `buf`.
+fn phase_planes<'a>(
     pb: &ConvProblem,
+    plane: &'a [f32],
+    phases: &[Phase],
+    buf: &'a mut Vec<f32>,
+) -> Vec<&'a [f32]> {
+    if phases.len() == 1 && pb.params.stride == [1, 1] {
+        return vec![plane];
+    }
+    buf.resize(phases.iter().map(|ph| ph.rows * ph.cols).sum(), 0.0);
+    let mut rest = &mut buf[..];
+    let mut views = Vec::with_capacity(phases.len());
+    for ph in phases {
+        let (this, tail) = rest.split_at_mut(ph.rows * ph.cols);
+        extract_phase(pb, plane, ph, this);
+        views.push(&*this);
+        rest = tail;
+    }
+    views
+}
+
+/// Per phase: the (weight of output channel k, or 0 without `w`; dr; dc) of its taps, with
+/// the offsets negated (`sign` −1) for the input gradient, which reads dY the other way.
+fn phase_taps(
+    pb: &ConvProblem,
+    phases: &[Phase],
     w: Option<&[f32]>,
     k: usize,
     sign: isize,
-) -> Vec<(f32, isize, isize)> {
-    let [dh, dw] = pb.params.dilation.map(|d| d as isize);
-    let [top, left, _, _] = pb.params.padding.map(|p| p as isize);
+) -> Vec<Vec<(f32, isize, isize)>> {
     let rs = pb.r * pb.s;
-    (0..rs)
-        .map(|t| {
-            let (r, s) = ((t / pb.s) as isize, (t % pb.s) as isize);
-            let weight = w.map_or(0.0, |w| w[k * rs + t]);
-            (weight, sign * (r * dh - top), sign * (s * dw - left))
+    phases
+        .iter()
+        .map(|ph| {
+            ph.taps
+                .iter()
+                .map(|&(t, dr, dc)| (w.map_or(0.0, |w| w[k * rs + t]), sign * dr, sign * dc))
+                .collect()
         })
         .collect()
 }
 
-/// Y = conv(X, W) of a stride-1 depthwise problem.
+/// Y = conv(X, W) of a depthwise problem (any stride, padding, dilation, multiplier).
 pub fn forward(pb: &ConvProblem, x: &[f32], w: &[f32]) -> Vec<f32> {
     let (hw, pq) = (pb.h * pb.w, pb.p * pb.q);
-    let taps: Vec<_> = (0..pb.k).map(|k| tap_table(pb, Some(w), k, 1)).collect();
-    let masks = tap_masks(pb.q, pb.w, &taps[0]);
+    let phases = phases(pb);
+    let taps: Vec<_> = (0..pb.k)
+        .map(|k| phase_taps(pb, &phases, Some(w), k, 1))
+        .collect();
+    let masks: Vec<_> = (phases.iter().zip(&taps[0]))
+        .map(|(ph, t)| tap_masks(pb.q, ph.cols, t))
+        .collect();
     let mut y = vec![0f32; pb.y_len()];
-    y.par_chunks_mut(pq).enumerate().for_each(|(nk, out)| {
-        let (n, k) = (nk / pb.k, nk % pb.k);
-        let c = pb.group_of_output(k);
-        let src = Source {
-            plane: &x[pb.x_index(n, c, 0, 0)..][..hw],
-            rows: pb.h,
-            cols: pb.w,
-            taps: &taps[k],
-            masks: &masks,
-        };
-        // SAFETY: the caller checked AVX-512F (`direct::available`); loads are masked to the plane, stores to the row.
-        unsafe { gather_plane(out, pb.q, &[src]) };
-    });
+    y.par_chunks_mut(pq)
+        .enumerate()
+        .for_each_init(Vec::new, |buf, (nk, out)| {
+            let (n, k) = (nk / pb.k, nk % pb.k);
+            let c = pb.group_of_output(k);
+            let planes = phase_planes(pb, &x[pb.x_index(n, c, 0, 0)..][..hw], &phases, buf);
+            let sources: Vec<Source> = (0..phases.len())
+                .map(|i| Source {
+                    plane: planes[i],
+                    rows: phases[i].rows,
+                    cols: phases[i].cols,
+                    taps: &taps[k][i],
+                    masks: &masks[i],
+                })
+                .collect();
+            // SAFETY: the caller checked AVX-512F (`direct::available`); loads are masked to
+            // each plane, stores to the row.
+            unsafe { gather_plane(out, pb.q, &sources) };
+        });
     y
 }
 
-/// dX of a stride-1 depthwise problem.
+/// dX of a depthwise problem: each stride phase of dX gathers the taps of its phase from the
+/// dY planes of its channel (dY offsets negated), then is interleaved into dX.
 pub fn input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Vec<f32> {
     let (hw, pq, kg) = (pb.h * pb.w, pb.p * pb.q, pb.k_per_group());
-    let taps: Vec<_> = (0..pb.k).map(|k| tap_table(pb, Some(w), k, -1)).collect();
-    let masks = tap_masks(pb.w, pb.q, &taps[0]);
+    let [sh, sw] = pb.params.stride;
+    let phases = phases(pb);
+    let taps: Vec<_> = (0..pb.k)
+        .map(|k| phase_taps(pb, &phases, Some(w), k, -1))
+        .collect();
+    let masks: Vec<_> = (phases.iter().zip(&taps[0]))
+        .map(|(ph, t)| tap_masks(ph.cols, pb.q, t))
+        .collect();
+    let direct = pb.params.stride == [1, 1];
     let mut dx = vec![0f32; pb.x_len()];
-    dx.par_chunks_mut(hw).enumerate().for_each(|(nc, out)| {
-        let (n, c) = (nc / pb.c, nc % pb.c);
-        let sources: Vec<Source> = (c * kg..(c + 1) * kg)
-            .map(|k| Source {
-                plane: &dy[pb.y_index(n, k, 0, 0)..][..pq],
-                rows: pb.p,
-                cols: pb.q,
-                taps: &taps[k],
-                masks: &masks,
-            })
-            .collect();
-        // SAFETY: as in `forward`.
-        unsafe { gather_plane(out, pb.w, &sources) };
-    });
+    dx.par_chunks_mut(hw)
+        .enumerate()
+        .for_each_init(Vec::new, |buf: &mut Vec<f32>, (nc, out)| {
+            let (n, c) = (nc / pb.c, nc % pb.c);
+            for (i, ph) in phases.iter().enumerate() {
+                let sources: Vec<Source> = (c * kg..(c + 1) * kg)
+                    .map(|k| Source {
+                        plane: &dy[pb.y_index(n, k, 0, 0)..][..pq],
+                        rows: pb.p,
+                        cols: pb.q,
+                        taps: &taps[k][i],
+                        masks: &masks[i],
+                    })
+                    .collect();
+                if direct {
+                    // SAFETY: as in `forward`.
+                    unsafe { gather_plane(out, pb.w, &sources) };
+                    continue;
+                }
+                buf.resize(ph.rows * ph.cols, 0.0);
+                // SAFETY: as in `forward`.
+                unsafe { gather_plane(buf, ph.cols, &sources) };
+                for (r, row) in buf.chunks_exact(ph.cols).enumerate() {
+                    let dst = &mut out[(r * sh + ph.a) * pb.w..][..pb.w];
+                    for (d, v) in dst[ph.b..].iter_mut().step_by(sw).zip(row) {
+                        *d = *v;
+                    }
+                }
+            }
+        });
     dx
 }
 
-/// dW of a stride-1 depthwise problem. Deterministic: each dW row sums its images in order.
+/// dW of a depthwise problem. Deterministic: each dW row sums its images in order.
 pub fn weight_grad(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Vec<f32> {
     let (hw, pq, rs) = (pb.h * pb.w, pb.p * pb.q, pb.r * pb.s);
-    let taps = tap_table(pb, None, 0, 1);
-    let masks = tap_masks(pb.q, pb.w, &taps);
+    let phases = phases(pb);
+    let taps = phase_taps(pb, &phases, None, 0, 1);
+    let masks: Vec<_> = (phases.iter().zip(&taps))
+        .map(|(ph, t)| tap_masks(pb.q, ph.cols, t))
+        .collect();
     let mut dwt = vec![0f32; pb.w_len()];
-    dwt.par_chunks_mut(rs).enumerate().for_each(|(k, sums)| {
-        let c = pb.group_of_output(k);
-        for n in 0..pb.n {
-            let src = Source {
-                plane: &x[pb.x_index(n, c, 0, 0)..][..hw],
-                rows: pb.h,
-                cols: pb.w,
-                taps: &taps,
-                masks: &masks,
-            };
-            let g = &dy[pb.y_index(n, k, 0, 0)..][..pq];
-            // SAFETY: as in `forward`.
-            unsafe { shifted_dots(g, pb.q, &src, sums) };
-        }
-    });
+    dwt.par_chunks_mut(rs)
+        .enumerate()
+        .for_each_init(Vec::new, |buf, (k, out)| {
+            let c = pb.group_of_output(k);
+            let mut sums = vec![0f32; rs];
+            for n in 0..pb.n {
+                let planes = phase_planes(pb, &x[pb.x_index(n, c, 0, 0)..][..hw], &phases, buf);
+                let g = &dy[pb.y_index(n, k, 0, 0)..][..pq];
+                for (i, ph) in phases.iter().enumerate() {
+                    let src = Source {
+                        plane: planes[i],
+                        rows: ph.rows,
+                        cols: ph.cols,
+                        taps: &taps[i],
+                        masks: &masks[i],
+                    };
+                    sums[..ph.taps.len()].fill(0.0);
+                    // SAFETY: as in `forward`.
+                    unsafe { shifted_dots(g, pb.q, &src, &mut sums[..ph.taps.len()]) };
+                    for (&(t, _, _), v) in ph.taps.iter().zip(&sums) {
+                        out[t] += v;
+                    }
+                }
+            }
+        });
     dwt
 }

@@ -31,15 +31,11 @@ pub enum CpuKernel {
 
 impl CpuKernel {
     /// The family that runs `op` of `pb` by default: direct where the CPU has it and it is the
-    /// faster (stride-1 depthwise; dense layers with large planes, and for the input gradient
-    /// stride 1, see `direct::suits`; not 1×1 stride-1, where X already is the GEMM operand),
-    /// else portable.
+    /// faster (every depthwise layer; dense layers with large planes, and for the input
+    /// gradient stride 1, see `direct::suits`; not 1×1 stride-1, where X already is the GEMM
+    /// operand), else portable.
     pub fn for_problem(pb: &ConvProblem, op: Op) -> Self {
-        let direct = if pb.is_depthwise() {
-            depthwise_has_direct(pb)
-        } else {
-            !pb.is_pointwise() && direct_suits(pb, op)
-        };
+        let direct = pb.is_depthwise() || (!pb.is_pointwise() && direct_suits(pb, op));
         if direct_available() && direct {
             CpuKernel::Direct
         } else {
@@ -66,11 +62,6 @@ fn direct_available() -> bool {
     return crate::cpu::direct::available();
     #[cfg(not(target_arch = "x86_64"))]
     return false;
-}
-
-/// The direct depthwise kernels cover stride 1.
-fn depthwise_has_direct(pb: &ConvProblem) -> bool {
-    pb.params.stride == [1, 1]
 }
 
 fn direct_suits(pb: &ConvProblem, op: Op) -> bool {
@@ -321,11 +312,9 @@ pub fn forward_with(
         if !pb.is_depthwise() {
             return Ok(crate::cpu::direct::forward(pb, x, w, bias));
         }
-        if depthwise_has_direct(pb) {
-            let mut y = crate::cpu::direct_depthwise::forward(pb, x, w);
-            add_bias(pb, &mut y, bias);
-            return Ok(y);
-        }
+        let mut y = crate::cpu::direct_depthwise::forward(pb, x, w);
+        add_bias(pb, &mut y, bias);
+        return Ok(y);
     }
     let _ = kernel;
     let mut y = if pb.is_depthwise() {
@@ -384,11 +373,7 @@ pub fn input_grad_with(
     pb.check_len(TensorRole::OutputGrad, dy.len())?;
     pb.check_len(TensorRole::Weight, w.len())?;
     #[cfg(target_arch = "x86_64")]
-    if kernel == CpuKernel::Direct
-        && direct_available()
-        && pb.is_depthwise()
-        && depthwise_has_direct(pb)
-    {
+    if kernel == CpuKernel::Direct && direct_available() && pb.is_depthwise() {
         return Ok(crate::cpu::direct_depthwise::input_grad(pb, dy, w));
     }
     #[cfg(target_arch = "x86_64")]
@@ -468,9 +453,7 @@ pub fn weight_grad_with(
         if !pb.is_depthwise() {
             return Ok(crate::cpu::direct::weight_grad(pb, dy, x));
         }
-        if depthwise_has_direct(pb) {
-            return Ok(crate::cpu::direct_depthwise::weight_grad(pb, dy, x));
-        }
+        return Ok(crate::cpu::direct_depthwise::weight_grad(pb, dy, x));
     }
     let _ = kernel;
     if pb.is_depthwise() {
