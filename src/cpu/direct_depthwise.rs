@@ -1,4 +1,5 @@
-//! Stride-1 depthwise kernels for AVX-512 CPUs, reading X and dY in place.
+//! Depthwise kernels for AVX-512 CPUs, reading X and dY in place (stride 1) or from stride-phase
+//! copies.
 //!
 //! A depthwise layer does 2·R·S FLOPs per output, so it is bound by memory traffic and per-row
 //! overheads, not by FMAs. The planar loops in `fast.rs` copy every plane into a zero-bordered
@@ -11,6 +12,8 @@
 //! col + dc] over shifted windows of one or more source planes (forward: X with offsets
 //! r·dh − top, s·dw − left; input gradient: the K/C dY planes of the channel with the mirrored
 //! offsets top − r·dh, left − s·dw; weight gradient: a dot product of dY with each shifted X).
+//! A strided layer splits each input-sized plane into its sh·sw stride phases; each tap reads
+//! one phase with a contiguous row, so the phases are just more source planes ([`Phase`]).
 
 use std::arch::x86_64::*;
 

@@ -1,13 +1,14 @@
 //! The fast CPU path: what the benchmark calls "CPU".
 //!
-//! Dense forward and weight gradients on large planes run the direct AVX-512 kernels of
-//! `cpu/direct.rs` where the CPU has AVX-512F ([`CpuKernel::for_problem`] decides). The rest of
-//! the dense problems run as im2col + SGEMM (the `gemm` crate, multithreaded with rayon), one GEMM
+//! Where the CPU has AVX-512F, the direct kernels run ([`CpuKernel::for_problem`] decides):
+//! dense forward, weight gradient and stride-1 input gradient on large planes
+//! (`cpu/direct.rs`), and every depthwise layer (`cpu/direct_depthwise.rs`). The rest of the
+//! dense problems run as im2col + SGEMM (the `gemm` crate, multithreaded with rayon), one GEMM
 //! per (image, group): forward Y = W·col(X), input gradient col(dX) = Wᵀ·dY then col2im,
 //! weight gradient dW = Σₙ dY·col(X)ᵀ (for planes under 256 outputs, images side by side in
-//! one GEMM). A 1×1, stride-1, unpadded problem skips im2col (X is its
-//! own column matrix). Depthwise-like problems (one input channel per group) run direct loops
-//! parallel over channel planes instead, where a GEMM would be 1×R·S wide.
+//! one GEMM). A 1×1, stride-1, unpadded problem skips im2col (X is its own column matrix).
+//! Without AVX-512, depthwise-like problems (one input channel per group) run planar loops
+//! parallel over channel planes, where a GEMM would be 1×R·S wide.
 //! Accumulation is f32; tests hold it to the same tolerance as the GPU.
 
 use rayon::prelude::*;
@@ -20,10 +21,11 @@ pub use crate::cpu::reference::bias_grad;
 /// Which family of CPU kernels runs a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CpuKernel {
-    /// The direct AVX-512 kernels where they cover the problem: dense forward and weight
-    /// gradient on stride-phase planes with no column matrix (`cpu/direct.rs`), and all three
-    /// passes of stride-1 depthwise layers (`cpu/direct_depthwise.rs`); the portable kernels for
-    /// the rest. Needs an x86-64 CPU with AVX-512F; elsewhere it runs [`CpuKernel::Portable`].
+    /// The direct AVX-512 kernels where they cover the problem: dense forward, weight gradient
+    /// and stride-1 input gradient on stride-phase planes with no column matrix
+    /// (`cpu/direct.rs`), and all three passes of depthwise layers (`cpu/direct_depthwise.rs`);
+    /// the portable kernels for the rest. Needs an x86-64 CPU with AVX-512F; elsewhere it runs
+    /// [`CpuKernel::Portable`].
     Direct,
     /// im2col + SGEMM (the `gemm` crate) and planar depthwise loops: every CPU.
     Portable,
