@@ -1,7 +1,7 @@
 //! The reference convolution: plain loops over [`ConvProblem::taps`], accumulated in f64.
 //!
 //! Kept obviously correct rather than fast: every op walks the same list of forward terms
-//! X[x]·W[w] → Y[y]; the gradients scatter along those terms instead of gathering.
+//! X\[x\]·W\[w\] → Y\[y\]; the gradients scatter along those terms instead of gathering.
 //! Parallel over independent output slices only, so results do not depend on thread count.
 
 use rayon::prelude::*;
