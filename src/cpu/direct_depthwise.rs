@@ -407,7 +407,6 @@ pub fn forward(pb: &ConvProblem, x: &[f32], w: &[f32]) -> Vec<f32> {
 /// dY planes of its channel (dY offsets negated), then is interleaved into dX.
 pub fn input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Vec<f32> {
     let (hw, pq, kg) = (pb.h * pb.w, pb.p * pb.q, pb.k_per_group());
-    let [sh, sw] = pb.params.stride;
     let phases = phases(pb);
     let taps: Vec<_> = (0..pb.k)
         .map(|k| phase_taps(pb, &phases, Some(w), k, -1))
@@ -421,6 +420,12 @@ pub fn input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Vec<f32> {
         .enumerate()
         .for_each_init(Vec::new, |buf: &mut Vec<f32>, (nc, out)| {
             let (n, c) = (nc / pb.c, nc % pb.c);
+            // Strided: every phase of dX into `buf` first, then interleaved into dX.
+            let sizes: Vec<usize> = phases.iter().map(|ph| ph.rows * ph.cols).collect();
+            if !direct {
+                buf.resize(sizes.iter().sum(), 0.0);
+            }
+            let mut at = 0;
             for (i, ph) in phases.iter().enumerate() {
                 let sources: Vec<Source> = (c * kg..(c + 1) * kg)
                     .map(|k| Source {
@@ -436,18 +441,79 @@ pub fn input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Vec<f32> {
                     unsafe { gather_plane(out, pb.w, &sources) };
                     continue;
                 }
-                buf.resize(ph.rows * ph.cols, 0.0);
                 // SAFETY: as in `forward`.
-                unsafe { gather_plane(buf, ph.cols, &sources) };
-                for (r, row) in buf.chunks_exact(ph.cols).enumerate() {
-                    let dst = &mut out[(r * sh + ph.a) * pb.w..][..pb.w];
-                    for (d, v) in dst[ph.b..].iter_mut().step_by(sw).zip(row) {
-                        *d = *v;
-                    }
-                }
+                unsafe { gather_plane(&mut buf[at..at + sizes[i]], ph.cols, &sources) };
+                at += sizes[i];
+            }
+            if !direct {
+                interleave_phases(pb, &phases, buf, out);
             }
         });
     dx
+}
+
+/// Writes the phase planes in `planes` (in `phases` order, back to back) into the H×W plane
+/// `out`: phase (a, b) row i is dX row i·sh + a, columns b, b + sw, …
+fn interleave_phases(pb: &ConvProblem, phases: &[Phase], planes: &[f32], out: &mut [f32]) {
+    let [sh, sw] = pb.params.stride;
+    let starts: Vec<usize> = phases
+        .iter()
+        .scan(0, |at, ph| {
+            let start = *at;
+            *at += ph.rows * ph.cols;
+            Some(start)
+        })
+        .collect();
+    let per_row = sw.min(pb.w);
+    for (h, dst) in out.chunks_exact_mut(pb.w).enumerate() {
+        let (a, i) = (h % sh, h / sh);
+        let row_of = |b: usize| {
+            let (ph, start) = (&phases[a * per_row + b], starts[a * per_row + b]);
+            &planes[start + i * ph.cols..][..ph.cols]
+        };
+        if sw == 2 && pb.w >= 2 {
+            // SAFETY: the caller checked AVX-512F (`direct::available`).
+            unsafe { interleave2(row_of(0), row_of(1), dst) };
+            continue;
+        }
+        for b in 0..per_row {
+            for (d, v) in dst[b..].iter_mut().step_by(sw).zip(row_of(b)) {
+                *d = *v;
+            }
+        }
+    }
+}
+
+/// dst[2·j] = even[j], dst[2·j + 1] = odd[j] over dst, 16 pairs at a time with two-vector
+/// permutes (the scalar interleave was half of a stride-2 depthwise input gradient).
+///
+/// # Safety
+/// The CPU supports AVX-512F.
+#[target_feature(enable = "avx512f")]
+unsafe fn interleave2(even: &[f32], odd: &[f32], dst: &mut [f32]) {
+    assert!(even.len() == dst.len().div_ceil(2) && odd.len() == dst.len() / 2);
+    let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    let high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    for j0 in (0..even.len()).step_by(LANES) {
+        let e = _mm512_maskz_loadu_ps(inside(j0 as isize, even.len()), even.as_ptr().add(j0));
+        let o = _mm512_maskz_loadu_ps(
+            inside(j0 as isize, odd.len()),
+            odd.as_ptr().wrapping_add(j0),
+        );
+        let at = 2 * j0;
+        let first = _mm512_permutex2var_ps(e, low, o);
+        let second = _mm512_permutex2var_ps(e, high, o);
+        _mm512_mask_storeu_ps(
+            dst.as_mut_ptr().add(at),
+            inside(at as isize, dst.len()),
+            first,
+        );
+        _mm512_mask_storeu_ps(
+            dst.as_mut_ptr().wrapping_add(at + LANES),
+            inside((at + LANES) as isize, dst.len()),
+            second,
+        );
+    }
 }
 
 /// dW of a depthwise problem. Deterministic: each dW row sums its images in order.
