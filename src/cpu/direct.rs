@@ -6,8 +6,8 @@
 //! reads its phase plane at j + shift(r, s). So the forward is, per tile of 6 output channels ×
 //! 64 flat outputs, a run of broadcast-weight × contiguous-load FMAs over (c, tap); the weight
 //! gradient is, per 4 output channels × 6 (c, tap) columns, a run of contiguous dot products
-//! over j. Columns past Q and rows past P are computed into scratch and dropped (the "flat"
-//! layout costs (width − Q)/width extra work).
+//! over j. Columns past Q (and the padding of the last chunk) are computed and dropped: the
+//! "flat" layout costs (width − Q)/width extra work.
 //!
 //! Counted per inner step: forward 4 vector loads + 6 broadcasts per 24 FMAs, weight gradient
 //! 10 loads per 24 FMAs, both within Zen 4's one-load-per-FMA budget, so the tiles run at the
@@ -219,7 +219,8 @@ pub fn forward(pb: &ConvProblem, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> 
         pb.k_per_group(),
         pb.r * pb.s,
     );
-    let chunks = PhasePlanes::flat_len(pb).div_ceil(FWD_CHUNK);
+    let flat_len = PhasePlanes::flat_len(pb);
+    let chunks = flat_len.div_ceil(FWD_CHUNK);
     let xs = PhasePlanes::new(pb, x, chunks * FWD_CHUNK);
     let k_blocks = kg.div_ceil(FWD_K);
 
@@ -249,7 +250,6 @@ pub fn forward(pb: &ConvProblem, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> 
     let tile_len = FWD_K * FWD_CHUNK;
     let c_block = 144usize.div_ceil(taps);
     let parts = k_blocks.div_ceil(PART_K_BLOCKS);
-    let flat_len = PhasePlanes::flat_len(pb);
     let mut y = vec![0f32; pb.y_len()];
     let out = SharedOut(y.as_mut_ptr());
     (0..groups * pb.n * chunks * parts)
@@ -398,8 +398,9 @@ pub fn weight_grad(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Vec<f32> {
     });
 
     let cols = cg * taps;
-    // Jobs: (group, up to JOB_K_BLOCKS tiles of WG_K rows, up to JOB_COL_TILES tiles of WG_COLS
-    // columns), so a job's partial sums (rows × columns × 16 lanes) stay within L2.
+    // Jobs: (group, up to JOB_K_TILES tiles of WG_K rows, up to JOB_COL_TILES tiles of WG_COLS
+    // columns), so a job's input block (its channels' planes) stays within L2 and its sums
+    // stay small.
     let k_tiles = kg.div_ceil(WG_K);
     let col_tiles = cols.div_ceil(WG_COLS);
     let (k_per_job, cols_per_job) = (JOB_K_TILES.min(k_tiles), JOB_COL_TILES.min(col_tiles));
