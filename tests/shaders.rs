@@ -1,7 +1,7 @@
 //! Every WGSL kernel parses and validates with naga (no GPU needed), and the Rust mirror of the
 //! shared uniform has the size naga lays the WGSL struct out with.
 
-use gpuconv::gpu::kernels::{Kernel, Spec, TileSpec, WindowSpec};
+use gpuconv::gpu::kernels::{BlockSpec, Kernel, Spec, TileSpec, WindowSpec};
 use gpuconv::gpu::uniform::{ConvUniform, DepthwiseUniform};
 use gpuconv::gpu::DEFAULT_TILE;
 
@@ -50,9 +50,19 @@ fn every_kernel_validates_at_every_tile_shape() {
         window(1, 1, [1, 1], [1, 1], [1, 1]),
         window(2, 1, [7, 5], [2, 3], [1, 2]),
     ];
+    let block = |bm, bn, bk, tm, tn| BlockSpec { bm, bn, bk, tm, tn };
+    let blocks = [
+        block(128, 128, 8, 8, 8),
+        block(64, 64, 8, 4, 4),
+        block(128, 32, 8, 4, 4),
+        block(32, 32, 16, 8, 4),
+    ];
     for kernel in Kernel::ALL {
         let specs: Vec<Spec> = if kernel.takes_window() {
             windows.iter().map(|&w| w.into()).collect()
+        } else if kernel.takes_block() {
+            assert!(blocks.iter().all(|b| b.is_valid()));
+            blocks.iter().map(|&b| b.into()).collect()
         } else {
             specs.iter().map(|&t| t.into()).collect()
         };

@@ -10,7 +10,8 @@ struct Conv {
     tiles_m: u32, tiles_n: u32, tiles_total: u32, cols: u32,
     phase_h: u32, phase_w: u32, phase_rows_h: u32, phase_rows_w: u32,
     splits: u32, split_len: u32, red_len: u32, out_len: u32,
-    a_stride_out: u32, a_stride_red: u32, _pad0: u32, _pad1: u32,
+    a_stride_out: u32, a_stride_red: u32, tap_r0: u32, tap_r_step: u32,
+    tap_rn: u32, tap_s0: u32, tap_s_step: u32, tap_sn: u32,
 }
 
 // Workgroups are numbered x fastest; the host folds a long 1D grid into (x, y, z).

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use gpuconv::cpu::{fast, reference};
@@ -47,6 +47,10 @@ pub struct BenchArgs {
     /// Timed runs per measurement (after one warm-up run).
     #[arg(long, default_value_t = 5)]
     repeats: usize,
+    /// Before timing a GPU op, run it for at least this long, so a GPU that idled while the
+    /// reference ran is back at full clocks.
+    #[arg(long, default_value_t = 200)]
+    gpu_warmup_ms: u64,
     /// Write one JSON record per line here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -91,8 +95,23 @@ fn timing_of(mut ms: Vec<f64>) -> Option<Timing> {
 }
 
 /// Runs `f` once to warm up, then `repeats` times, and returns its last result and the timing.
-pub(crate) fn time<T>(repeats: usize, mut f: impl FnMut() -> Result<T>) -> Result<(T, Timing)> {
+pub(crate) fn time<T>(repeats: usize, f: impl FnMut() -> Result<T>) -> Result<(T, Timing)> {
+    time_after_warmup(repeats, Duration::ZERO, f)
+}
+
+/// [`time`], warming up for at least `warmup` first. A GPU that idled (here: while the CPU
+/// computed the reference) runs at low clocks until it has been busy for a while; a single
+/// millisecond-long warm-up run would time the ramp, not the kernel (benches/NOTES.md, "H200").
+pub(crate) fn time_after_warmup<T>(
+    repeats: usize,
+    warmup: Duration,
+    mut f: impl FnMut() -> Result<T>,
+) -> Result<(T, Timing)> {
+    let start = Instant::now();
     let mut out = f()?;
+    while start.elapsed() < warmup {
+        out = f()?;
+    }
     let mut ms = Vec::with_capacity(repeats);
     for _ in 0..repeats.max(1) {
         let t = Instant::now();
@@ -274,7 +293,8 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             let mut gpu = None;
             if let (Some(ctx), Some(res)) = (&ctx, &resident) {
                 let plan = describe_plan(ctx.tile_profile(), op, &pb);
-                let (out, t) = time(args.repeats, || {
+                let warmup = Duration::from_millis(args.gpu_warmup_ms);
+                let (out, t) = time_after_warmup(args.repeats, warmup, || {
                     let out = gpu_resident(ctx, op, &pb, res)?;
                     ctx.wait()?;
                     Ok(out)
@@ -282,11 +302,8 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                 let err = compare(&ctx.read(&out)?, &want);
                 failures += !err.within_tolerance() as usize;
                 push("gpu", &t, &err, plan.clone());
-                let (got, te) = time(args.repeats, || gpu_end_to_end(ctx, op, &pb, &inputs))?;
-                let err_e = compare(&got, &want);
-                failures += !err_e.within_tolerance() as usize;
-                push("gpu-e2e", &te, &err_e, plan.clone());
-                // Device time of the same resident op from timestamp queries, where offered.
+                // Device time of the same resident op from timestamp queries, where offered,
+                // right after the resident runs, while the clocks are still up.
                 let mut device_ms = Vec::new();
                 for _ in 0..args.repeats.max(1) {
                     match ctx.device_time_ms(|| gpu_resident(ctx, op, &pb, res))? {
@@ -298,6 +315,10 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                 if let Some(td) = &td {
                     push("gpu-device", td, &err, plan.clone());
                 }
+                let (got, te) = time(args.repeats, || gpu_end_to_end(ctx, op, &pb, &inputs))?;
+                let err_e = compare(&got, &want);
+                failures += !err_e.within_tolerance() as usize;
+                push("gpu-e2e", &te, &err_e, plan.clone());
                 gpu = Some((t, err, te, td, plan));
             }
             let dash = || format!("{:>9} {:>8}", "-", "-");

@@ -5,7 +5,10 @@ use gpuconv::gpu::sgemm::SGEMM_TILES;
 use gpuconv::rng::SplitMix64;
 use gpuconv::{Error, GpuContext, Result};
 
-use super::bench::time;
+use super::bench::time_after_warmup;
+
+/// Each tile runs for at least this long before it is timed (GPU clocks ramp up; see bench).
+const WARMUP: std::time::Duration = std::time::Duration::from_millis(200);
 
 #[derive(Args, Debug)]
 pub struct SgemmArgs {
@@ -42,7 +45,7 @@ pub fn sgemm(args: &SgemmArgs) -> Result<()> {
     println!("SGEMM {m}x{n}x{k}, median of {} runs", args.repeats);
     let mut best = 0.0f64;
     for spec in SGEMM_TILES {
-        let (c, t) = time(args.repeats, || {
+        let (c, t) = time_after_warmup(args.repeats, WARMUP, || {
             let c = ctx.sgemm(&at, &bt, spec)?;
             ctx.wait()?;
             Ok(c)

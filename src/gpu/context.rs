@@ -234,12 +234,17 @@ impl GpuContext {
             return Ok(p.clone());
         }
         let pipeline = self.scoped(|| {
-            let module = self
-                .device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(kernel.file_name()),
-                    source: wgpu::ShaderSource::Wgsl(kernel.source(spec).into()),
-                });
+            let desc = wgpu::ShaderModuleDescriptor {
+                label: Some(kernel.file_name()),
+                source: wgpu::ShaderSource::Wgsl(kernel.source(spec).into()),
+            };
+            let module = match shader_checks_override() {
+                // SAFETY: an experiment switch (benches/NOTES.md, "H200"): every loop in
+                // gpuconv's kernels is counted, every divisor is a problem size that
+                // ConvProblem keeps non-zero, and every index is clamped in the kernel.
+                Some(checks) => unsafe { self.device.create_shader_module_trusted(desc, checks) },
+                None => self.device.create_shader_module(desc),
+            };
             let constants = kernel.constants(spec);
             self.device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -430,4 +435,26 @@ impl GpuContext {
             .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
         self.take_uncaptured()
     }
+}
+
+/// `GPUCONV_SHADER_CHECKS` turns off wgpu's injected shader checks, to measure what they cost:
+/// `no-loop-bound` (loop bounding), `no-div` (guarded integer division), `trusted` (both),
+/// `none` (those and bounds checks). Unset or anything else: every check stays on.
+fn shader_checks_override() -> Option<wgpu::ShaderRuntimeChecks> {
+    let mut checks = wgpu::ShaderRuntimeChecks::checked();
+    match std::env::var("GPUCONV_SHADER_CHECKS").ok()?.as_str() {
+        "no-loop-bound" => checks.force_loop_bounding = false,
+        "no-div" => checks.int_div_checks = false,
+        "trusted" => {
+            checks.force_loop_bounding = false;
+            checks.int_div_checks = false;
+        }
+        "none" => {
+            checks.force_loop_bounding = false;
+            checks.int_div_checks = false;
+            checks.bounds_checks = false;
+        }
+        _ => return None,
+    }
+    Some(checks)
 }

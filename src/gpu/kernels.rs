@@ -7,6 +7,8 @@
 
 /// Source shared by every kernel.
 pub const SHARED_WGSL: &str = include_str!("../../shaders/shared/conv.wgsl");
+/// The workgroup-memory GEMM core appended to the `block_*` kernels (their index maps).
+pub const BLOCK_GEMM_WGSL: &str = include_str!("../../shaders/shared/block_gemm.wgsl");
 
 /// One compute kernel (one .wgsl file, entry point `main`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -33,11 +35,17 @@ pub enum Kernel {
     BiasGrad,
     /// `shaders/sgemm.wgsl` (the plain-SGEMM ceiling micro-benchmark).
     Sgemm,
+    /// `shaders/block_forward.wgsl` on the workgroup-memory core (hardware GPUs).
+    BlockForward,
+    /// `shaders/block_input_grad.wgsl` (one stride phase) on the workgroup-memory core.
+    BlockInputGrad,
+    /// `shaders/block_weight_grad.wgsl` (split-K) on the workgroup-memory core.
+    BlockWeightGrad,
 }
 
 impl Kernel {
     /// Every kernel, for validation tests.
-    pub const ALL: [Kernel; 11] = [
+    pub const ALL: [Kernel; 14] = [
         Kernel::Forward,
         Kernel::Pointwise,
         Kernel::Depthwise,
@@ -49,6 +57,9 @@ impl Kernel {
         Kernel::ReduceSplits,
         Kernel::BiasGrad,
         Kernel::Sgemm,
+        Kernel::BlockForward,
+        Kernel::BlockInputGrad,
+        Kernel::BlockWeightGrad,
     ];
 
     /// The kernel's file name under `shaders/`.
@@ -65,6 +76,9 @@ impl Kernel {
             Kernel::ReduceSplits => "reduce_splits.wgsl",
             Kernel::BiasGrad => "bias_grad.wgsl",
             Kernel::Sgemm => "sgemm.wgsl",
+            Kernel::BlockForward => "block_forward.wgsl",
+            Kernel::BlockInputGrad => "block_input_grad.wgsl",
+            Kernel::BlockWeightGrad => "block_weight_grad.wgsl",
         }
     }
 
@@ -85,7 +99,18 @@ impl Kernel {
             Kernel::ReduceSplits => include_str!("../../shaders/reduce_splits.wgsl"),
             Kernel::BiasGrad => include_str!("../../shaders/bias_grad.wgsl"),
             Kernel::Sgemm => include_str!("../../shaders/sgemm.wgsl"),
+            Kernel::BlockForward => include_str!("../../shaders/block_forward.wgsl"),
+            Kernel::BlockInputGrad => include_str!("../../shaders/block_input_grad.wgsl"),
+            Kernel::BlockWeightGrad => include_str!("../../shaders/block_weight_grad.wgsl"),
         }
+    }
+
+    /// Whether this kernel is index maps on the workgroup-memory core (takes a [`BlockSpec`]).
+    pub fn takes_block(self) -> bool {
+        matches!(
+            self,
+            Kernel::BlockForward | Kernel::BlockInputGrad | Kernel::BlockWeightGrad
+        )
     }
 
     /// Whether this kernel takes a [`WindowSpec`] (direct depthwise) rather than a [`TileSpec`].
@@ -94,7 +119,8 @@ impl Kernel {
     }
 
     /// Full WGSL source of this kernel at `spec`: the specialisation as constants, the shared
-    /// source, and the kernel body with its `//#for` blocks unrolled.
+    /// source, and the kernel body (then the block core, for block kernels) with its `//#for`
+    /// blocks unrolled.
     pub fn source(self, spec: Spec) -> String {
         let counts = spec.counts();
         let mut out = format!(
@@ -107,13 +133,21 @@ impl Kernel {
         out.push_str(SHARED_WGSL);
         out.push('\n');
         out.push_str(&unroll(self.body(), &counts));
+        if self.takes_block() {
+            out.push('\n');
+            out.push_str(&unroll(BLOCK_GEMM_WGSL, &counts));
+        }
         out
     }
 
-    /// Pipeline-overridable constants for `spec` (the workgroup size `WG`).
+    /// Pipeline-overridable constants for `spec` (the workgroup size `WG`; block kernels size
+    /// their workgroup from generated constants, as their workgroup arrays need).
     pub fn constants(self, spec: Spec) -> Vec<(&'static str, f64)> {
         match self {
-            Kernel::BiasGrad => vec![],
+            Kernel::BiasGrad
+            | Kernel::BlockForward
+            | Kernel::BlockInputGrad
+            | Kernel::BlockWeightGrad => vec![],
             _ => vec![("WG", spec.lanes() as f64)],
         }
     }
@@ -185,6 +219,60 @@ impl WindowSpec {
     }
 }
 
+/// The tile of the workgroup-memory GEMM core (`shaders/shared/block_gemm.wgsl`): a workgroup
+/// computes `bm` × `bn` outputs, staging `bk`-deep slices of both operands in workgroup memory;
+/// each invocation holds `tm` × `tn` of them in registers. This is the shape real GPUs reward
+/// (operands reused from fast on-chip memory, many threads); lavapipe prefers the register tiles
+/// of [`TileSpec`], as its barriers are expensive (benches/NOTES.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlockSpec {
+    /// GEMM rows per workgroup (WGSL `BM`).
+    pub bm: u32,
+    /// GEMM columns per workgroup (WGSL `BN`).
+    pub bn: u32,
+    /// Reduction depth of one staged slice (WGSL `BK`).
+    pub bk: u32,
+    /// Rows per invocation, a multiple of 4 (WGSL `TM`).
+    pub tm: u32,
+    /// Columns per invocation, a multiple of 4 (WGSL `TN`).
+    pub tn: u32,
+}
+
+impl BlockSpec {
+    /// Invocations per workgroup.
+    pub fn threads(self) -> u32 {
+        (self.bm / self.tm) * (self.bn / self.tn)
+    }
+
+    /// Whether the core can run this tile: whole vec4 register tiles that divide the workgroup
+    /// tile, and slices that split evenly over the invocations.
+    pub fn is_valid(self) -> bool {
+        let Self { bm, bn, bk, tm, tn } = self;
+        let whole = tm > 0 && tn > 0 && bk > 0 && tm % 4 == 0 && tn % 4 == 0;
+        whole
+            && bm % tm == 0
+            && bn % tn == 0
+            && (1..=1024).contains(&self.threads())
+            && (bm * bk) % self.threads() == 0
+            && (bn * bk) % self.threads() == 0
+    }
+}
+
+impl std::fmt::Display for BlockSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "block {}x{}x{} in workgroup memory, {}x{} per invocation, {} threads",
+            self.bm,
+            self.bn,
+            self.bk,
+            self.tm,
+            self.tn,
+            self.threads()
+        )
+    }
+}
+
 /// A kernel specialisation: what gets generated into the source and the workgroup size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Spec {
@@ -192,6 +280,8 @@ pub enum Spec {
     Tile(TileSpec),
     /// Direct depthwise kernels.
     Window(WindowSpec),
+    /// The workgroup-memory GEMM core.
+    Block(BlockSpec),
 }
 
 impl Spec {
@@ -214,6 +304,19 @@ impl Spec {
                     ("WW", ww),
                 ]
             }
+            Spec::Block(b) => vec![
+                ("BM", b.bm),
+                ("BN", b.bn),
+                ("BK", b.bk),
+                ("TM", b.tm),
+                ("TN", b.tn),
+                ("THREADS", b.threads()),
+                ("A_LOADS", b.bm * b.bk / b.threads()),
+                ("B_LOADS", b.bn * b.bk / b.threads()),
+                ("TM4", b.tm / 4),
+                ("TN4", b.tn / 4),
+                ("QUAD", 4),
+            ],
         }
     }
 
@@ -222,6 +325,7 @@ impl Spec {
         match self {
             Spec::Tile(t) => t.lanes,
             Spec::Window(w) => w.lanes,
+            Spec::Block(b) => b.threads(),
         }
     }
 }
@@ -238,6 +342,12 @@ impl From<WindowSpec> for Spec {
     }
 }
 
+impl From<BlockSpec> for Spec {
+    fn from(b: BlockSpec) -> Spec {
+        Spec::Block(b)
+    }
+}
+
 impl std::fmt::Display for Spec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -250,6 +360,7 @@ impl std::fmt::Display for Spec {
                     w.rows, w.cols, w.lanes
                 )
             }
+            Spec::Block(b) => b.fmt(f),
         }
     }
 }

@@ -12,5 +12,5 @@ pub mod uniform;
 pub use context::{
     enumerate_adapters, instance, pick_adapter, AdapterSummary, ContextOptions, GpuContext,
 };
-pub use plan::{describe_plan, weight_grad_split, SplitK, TileProfile, DEFAULT_TILE};
+pub use plan::{describe_plan, weight_grad_split, BlockPasses, SplitK, TileProfile, DEFAULT_TILE};
 pub use tensor::GpuTensor;

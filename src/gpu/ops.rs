@@ -8,8 +8,9 @@ use crate::error::{Error, Result, TensorRole};
 use crate::gpu::kernels::{Kernel, Spec, WindowSpec};
 use crate::gpu::plan::{
     depthwise_forward_geometry, depthwise_weight_grad_window, forward_path, input_grad_path,
-    pointwise_weight_grad, reduce_spec, u32_of, weight_grad_reduction, weight_grad_split,
-    weight_grad_tile, ForwardPath, InputGradPath, Plan, SplitK, DEPTHWISE_SPLITS,
+    phase_taps, pointwise_weight_grad, reduce_spec, u32_of, weight_grad_block,
+    weight_grad_reduction, weight_grad_split, weight_grad_tile, ForwardPath, InputGradPath, Plan,
+    SplitK, DEPTHWISE_SPLITS,
 };
 use crate::gpu::tensor::GpuTensor;
 use crate::gpu::uniform::{ConvUniform, DepthwiseUniform};
@@ -158,7 +159,7 @@ impl GpuContext {
         }
         let y = self.storage_buffer("output y", problem.y_len())?;
         let (src, bias_buf) = ([&x.buffer, &w.buffer], bias.map(|b| &b.buffer));
-        let spec = match forward_path(&self.profile, &problem)? {
+        let (kernel, spec, row_tile, col_tile) = match forward_path(&self.profile, &problem)? {
             ForwardPath::Depthwise(plan) => {
                 let plan = plan.with_bias(bias.is_some());
                 self.run_plan(Kernel::Depthwise, plan, src, bias_buf, &y)?;
@@ -169,30 +170,29 @@ impl GpuContext {
                 self.run_plan(Kernel::Pointwise, plan, src, bias_buf, &y)?;
                 return Ok(GpuTensor::new(self, y, problem.y_shape().to_vec()));
             }
-            ForwardPath::ImplicitGemm(spec) => spec,
+            ForwardPath::ImplicitGemm(spec) => (
+                Kernel::Forward,
+                Spec::from(spec),
+                spec.lane_items_per_workgroup(),
+                spec.uniform_tile,
+            ),
+            ForwardPath::Block(spec) => (Kernel::BlockForward, Spec::from(spec), spec.bm, spec.bn),
         };
         let rows = problem.n * problem.p * problem.q;
-        let tiles_m = rows.div_ceil(spec.lane_items_per_workgroup() as usize);
-        let tiles_n = problem.k_per_group().div_ceil(spec.uniform_tile as usize);
+        let tiles_m = rows.div_ceil(row_tile as usize);
+        let tiles_n = problem.k_per_group().div_ceil(col_tile as usize);
         let total = tiles_m * tiles_n * problem.params.groups;
         let uniform = ConvUniform {
             has_bias: bias.is_some() as u32,
             rows: u32_of("forward rows N·P·Q", rows)?,
+            cols: u32_of("forward columns", problem.k_per_group())?,
             tiles_m: u32_of("forward tiles", tiles_m)?,
             tiles_n: u32_of("forward tiles", tiles_n)?,
             tiles_total: u32_of("forward workgroups", total)?,
             ..ConvUniform::from_problem(&problem)
         };
         let uniform_buf = self.uniform_buffer(&uniform);
-        self.run_with_bias(
-            Kernel::Forward,
-            spec,
-            &uniform_buf,
-            src,
-            bias_buf,
-            &y,
-            total,
-        )?;
+        self.run_with_bias(kernel, spec, &uniform_buf, src, bias_buf, &y, total)?;
         Ok(GpuTensor::new(self, y, problem.y_shape().to_vec()))
     }
 
@@ -209,7 +209,7 @@ impl GpuContext {
         w.check_context(self)?;
         let dx = self.storage_buffer("input gradient dx", problem.x_len())?;
         let src = [&dy.buffer, &w.buffer];
-        let spec = match input_grad_path(&self.profile, &problem)? {
+        let (kernel, spec, row_tile, col_tile) = match input_grad_path(&self.profile, &problem)? {
             InputGradPath::Depthwise(plan) => {
                 self.run_plan(Kernel::Depthwise, plan, src, None, &dx)?;
                 return Ok(GpuTensor::new(self, dx, problem.x_shape().to_vec()));
@@ -225,9 +225,19 @@ impl GpuContext {
                 self.run_plan(Kernel::Pointwise, plan, src, None, &dx)?;
                 return Ok(GpuTensor::new(self, dx, problem.x_shape().to_vec()));
             }
-            InputGradPath::PhaseGemm(spec) => spec,
+            InputGradPath::PhaseGemm(spec) => (
+                Kernel::InputGrad,
+                Spec::from(spec),
+                spec.lane_items_per_workgroup(),
+                spec.uniform_tile,
+            ),
+            InputGradPath::PhaseBlock(spec) => {
+                (Kernel::BlockInputGrad, Spec::from(spec), spec.bm, spec.bn)
+            }
         };
         let [sh, sw] = problem.params.stride;
+        let [pad_top, pad_left, _, _] = problem.params.padding;
+        let [dh, dw] = problem.params.dilation;
         let mut uniforms = Vec::new();
         // One dense GEMM per stride phase (h mod sh, w mod sw).
         for phase_h in 0..sh.min(problem.h) {
@@ -235,11 +245,14 @@ impl GpuContext {
                 let rows_h = (problem.h - phase_h).div_ceil(sh);
                 let rows_w = (problem.w - phase_w).div_ceil(sw);
                 let rows = problem.n * rows_h * rows_w;
-                let tiles_m = rows.div_ceil(spec.lane_items_per_workgroup() as usize);
-                let tiles_n = problem.c_per_group().div_ceil(spec.uniform_tile as usize);
+                let tiles_m = rows.div_ceil(row_tile as usize);
+                let tiles_n = problem.c_per_group().div_ceil(col_tile as usize);
                 let total = tiles_m * tiles_n * problem.params.groups;
+                let (r0, r_step, rn) = phase_taps(phase_h, pad_top, problem.r, dh, sh);
+                let (s0, s_step, sn) = phase_taps(phase_w, pad_left, problem.s, dw, sw);
                 let uniform = ConvUniform {
                     rows: u32_of("input-gradient rows", rows)?,
+                    cols: u32_of("input-gradient columns", problem.c_per_group())?,
                     tiles_m: u32_of("input-gradient tiles", tiles_m)?,
                     tiles_n: u32_of("input-gradient tiles", tiles_n)?,
                     tiles_total: u32_of("input-gradient workgroups", total)?,
@@ -247,6 +260,13 @@ impl GpuContext {
                     phase_w: phase_w as u32,
                     phase_rows_h: rows_h as u32,
                     phase_rows_w: rows_w as u32,
+                    // Taps are below the kernel size, which ConvProblem bounds below u32::MAX.
+                    tap_r0: r0 as u32,
+                    tap_r_step: r_step as u32,
+                    tap_rn: rn as u32,
+                    tap_s0: s0 as u32,
+                    tap_s_step: s_step as u32,
+                    tap_sn: sn as u32,
                     ..ConvUniform::from_problem(&problem)
                 };
                 uniforms.push((self.uniform_buffer(&uniform), total));
@@ -256,7 +276,7 @@ impl GpuContext {
             for (uniform_buf, total) in &uniforms {
                 self.dispatch(
                     enc,
-                    Kernel::InputGrad,
+                    kernel,
                     spec,
                     &[uniform_buf, &dy.buffer, &w.buffer, &dx],
                     *total,
@@ -292,22 +312,49 @@ impl GpuContext {
         if let Some(spec) = depthwise_weight_grad_window(&self.profile, problem) {
             return self.depthwise_weight_grad(dy, x, problem, spec);
         }
-        let red_len = weight_grad_reduction(problem);
-        let split = SplitK::with_splits(red_len, split.splits);
-        let kernel = if pointwise_weight_grad(problem) {
-            Kernel::PointwiseWeightGrad
-        } else {
-            Kernel::WeightGrad
-        };
-        let spec = weight_grad_tile(&self.profile, problem, split);
         let crs = problem.c_per_group() * problem.r * problem.s;
-        let tiles_m = crs.div_ceil(spec.lane_items_per_workgroup() as usize);
-        let tiles_n = problem.k_per_group().div_ceil(spec.uniform_tile as usize);
+        let kg = problem.k_per_group();
+        // Both kernel families tile (c, r, s) along tiles_m and k along tiles_n; the GEMM rows
+        // are (c, r, s) on the block core and k on the register kernels (whose
+        // workgroup-uniform items are the output channels).
+        let (kernel, spec, red_len, [rows, cols], [crs_tile, kg_tile]) =
+            match weight_grad_block(&self.profile, problem) {
+                Some((block, _)) => (
+                    Kernel::BlockWeightGrad,
+                    Spec::from(block),
+                    problem.n * problem.p * problem.q,
+                    [crs, kg],
+                    [block.bm, block.bn],
+                ),
+                None => {
+                    let red_len = weight_grad_reduction(problem);
+                    let tile = weight_grad_tile(
+                        &self.profile,
+                        problem,
+                        SplitK::with_splits(red_len, split.splits),
+                    );
+                    let kernel = if pointwise_weight_grad(problem) {
+                        Kernel::PointwiseWeightGrad
+                    } else {
+                        Kernel::WeightGrad
+                    };
+                    (
+                        kernel,
+                        Spec::from(tile),
+                        red_len,
+                        [kg, crs],
+                        [tile.lane_items_per_workgroup(), tile.uniform_tile],
+                    )
+                }
+            };
+        let split = SplitK::with_splits(red_len, split.splits);
+        let tiles_m = crs.div_ceil(crs_tile as usize);
+        let tiles_n = kg.div_ceil(kg_tile as usize);
         let total = tiles_m * tiles_n * problem.params.groups * split.splits;
         let out_len = problem.w_len();
         let uniform = ConvUniform {
-            rows: u32_of("weight-gradient rows", problem.k_per_group())?,
-            cols: u32_of("weight-gradient columns", crs)?,
+            rows: u32_of("weight-gradient rows", rows)?,
+            cols: u32_of("weight-gradient columns", cols)?,
             tiles_m: u32_of("weight-gradient tiles", tiles_m)?,
             tiles_n: u32_of("weight-gradient tiles", tiles_n)?,
             tiles_total: u32_of("weight-gradient workgroups", total)?,

@@ -4,11 +4,12 @@
 //! Tiles start from the adapter class's [`TileProfile`] and shrink to the problem. On lavapipe
 //! (one invocation per SIMD lane, a per-lane loop for every gathered load) big per-invocation
 //! tiles with workgroup-uniform operand loads win; on real GPUs (registers per thread are
-//! scarce, many threads hide latency) small tiles over wide workgroups do. The GPU profile is
-//! checked for correctness on lavapipe by the tests but has not been timed on a GPU yet.
+//! scarce, many threads hide latency) small tiles over wide workgroups and the workgroup-memory
+//! core do. The tests check the GPU profile (and the block core in every pass) on lavapipe; it
+//! was timed once, on an NVIDIA H200 (benches/NOTES.md, "H200").
 
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{Spec, TileSpec, WindowSpec};
+use crate::gpu::kernels::{BlockSpec, Spec, TileSpec, WindowSpec};
 use crate::gpu::uniform::{ConvUniform, DepthwiseUniform};
 use crate::problem::{ConvProblem, Op};
 
@@ -25,6 +26,37 @@ pub struct TileProfile {
     pub depthwise_lanes: u32,
     /// The lane count a shrinking GEMM tile stops at.
     pub min_lanes: u32,
+    /// The largest tile of the workgroup-memory GEMM core (`None`: the register-tile kernels
+    /// run every pass).
+    pub block: Option<BlockSpec>,
+    /// The dense passes the block core runs when `block` is set.
+    pub block_passes: BlockPasses,
+}
+
+/// Which dense passes run on the workgroup-memory core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockPasses {
+    /// Forward.
+    pub forward: bool,
+    /// Input gradient.
+    pub input_grad: bool,
+    /// Weight gradient.
+    pub weight_grad: bool,
+}
+
+impl BlockPasses {
+    /// Every pass.
+    pub const ALL: BlockPasses = BlockPasses {
+        forward: true,
+        input_grad: true,
+        weight_grad: true,
+    };
+    /// None.
+    pub const NONE: BlockPasses = BlockPasses {
+        forward: false,
+        input_grad: false,
+        weight_grad: false,
+    };
 }
 
 impl TileProfile {
@@ -35,9 +67,14 @@ impl TileProfile {
         pointwise: POINTWISE_TILE,
         depthwise_lanes: 8,
         min_lanes: 8,
+        block: None,
+        block_passes: BlockPasses::NONE,
     };
-    /// Hardware GPUs: 4×8 outputs per thread, 64-thread workgroups (coalesced gathers across
-    /// the workgroup, broadcast uniform loads).
+    /// Hardware GPUs: the workgroup-memory core (up to 128×128 per workgroup, 8×8 per thread)
+    /// for the forward and weight gradient; the register kernels, 4×8 outputs per thread over
+    /// 64-thread workgroups, for the input gradient. That split is what one H200 round measured
+    /// (benches/NOTES.md, "H200"): the block core ran the forward 1.07× and the weight gradient
+    /// 1.22× the register kernels (geomeans over the dense shapes), the input gradient 0.72×.
     pub const GPU: TileProfile = TileProfile {
         gemm: TileSpec {
             lane_tile: 4,
@@ -56,6 +93,18 @@ impl TileProfile {
         },
         depthwise_lanes: 64,
         min_lanes: 32,
+        block: Some(BlockSpec {
+            bm: 128,
+            bn: 128,
+            bk: 8,
+            tm: 8,
+            tn: 8,
+        }),
+        block_passes: BlockPasses {
+            forward: true,
+            input_grad: false,
+            weight_grad: true,
+        },
     };
 
     /// The profile for an adapter of `device_type`.
@@ -146,6 +195,150 @@ fn tile_override() -> Option<TileSpec> {
             })
         }
         _ => None,
+    }
+}
+
+/// The block core wants at least this many workgroups: two per multiprocessor of a 132-SM
+/// H100/H200, so every SM has a second workgroup to switch to while one waits at a barrier.
+/// Short grids shrink the block's rows; the weight gradient splits its reduction instead.
+const BLOCK_TARGET_WORKGROUPS: usize = 264;
+/// The core decodes reduction indices through an f32 reciprocal (`div_small`), exact below this.
+const BLOCK_MAX_REDUCTION: usize = 1 << 22;
+/// The weight gradient on the block core splits its reduction into chunks no shorter than this.
+const BLOCK_MIN_SPLIT: usize = 512;
+
+/// The block tile, starting from the profile's, for a GEMM of `rows` × `cols` with reduction
+/// length `red_len` and `parallel` copies of the grid; `None` sends the pass to the register
+/// kernels (profile without a block or not `enabled` for this pass, reduction too long, or
+/// `GPUCONV_BLOCK=off`). The columns
+/// narrow to the smallest of bn, bn/2, bn/4 that covers `cols` (keeping the thread count), then,
+/// with `shrink_rows`, the rows halve (down to 32) while the grid is short.
+pub(crate) fn block_tile(
+    profile: &TileProfile,
+    enabled: bool,
+    rows: usize,
+    cols: usize,
+    red_len: usize,
+    parallel: usize,
+    shrink_rows: bool,
+) -> Option<BlockSpec> {
+    if red_len > BLOCK_MAX_REDUCTION {
+        return None;
+    }
+    if let Some(forced) = block_override() {
+        return forced;
+    }
+    let max = profile.block.filter(|_| enabled)?;
+    let mut b = max;
+    while b.bn > 32 && cols <= (b.bn / 2) as usize {
+        b.bn /= 2;
+        if b.tn > 4 {
+            b.tn /= 2;
+        } else if b.tm > 4 {
+            b.tm /= 2;
+        }
+    }
+    let workgroups =
+        |b: BlockSpec| rows.div_ceil(b.bm as usize) * cols.div_ceil(b.bn as usize) * parallel;
+    while shrink_rows && b.bm > 32 && workgroups(b) < BLOCK_TARGET_WORKGROUPS {
+        b.bm /= 2;
+    }
+    Some(if b.is_valid() { b } else { max })
+}
+
+/// `GPUCONV_BLOCK=off` keeps every pass on the register kernels; `GPUCONV_BLOCK=bm,bn,bk,tm,tn`
+/// forces that block tile on every dense pass whatever the adapter (tile sweeps, and A/Bs
+/// against the register kernels in one run; benches/NOTES.md). Invalid values are ignored.
+fn block_override() -> Option<Option<BlockSpec>> {
+    let text = std::env::var("GPUCONV_BLOCK").ok()?;
+    if text.trim() == "off" {
+        return Some(None);
+    }
+    let v: Vec<u32> = text
+        .split(',')
+        .filter_map(|t| t.trim().parse().ok())
+        .collect();
+    match v[..] {
+        [bm, bn, bk, tm, tn] => {
+            let b = BlockSpec { bm, bn, bk, tm, tn };
+            b.is_valid().then_some(Some(b))
+        }
+        _ => None,
+    }
+}
+
+/// The forward pass on the block core.
+pub(crate) fn forward_block(profile: &TileProfile, problem: &ConvProblem) -> Option<BlockSpec> {
+    block_tile(
+        profile,
+        profile.block_passes.forward,
+        problem.n * problem.p * problem.q,
+        problem.k_per_group(),
+        problem.c_per_group() * problem.r * problem.s,
+        problem.params.groups,
+        true,
+    )
+}
+
+/// The input gradient on the block core (one dispatch per stride phase; sized by the largest).
+pub(crate) fn input_grad_block(profile: &TileProfile, problem: &ConvProblem) -> Option<BlockSpec> {
+    let [sh, sw] = problem.params.stride;
+    block_tile(
+        profile,
+        profile.block_passes.input_grad,
+        problem.n * problem.h.div_ceil(sh) * problem.w.div_ceil(sw),
+        problem.c_per_group(),
+        problem.k_per_group() * problem.r * problem.s,
+        problem.params.groups,
+        true,
+    )
+}
+
+/// The weight gradient on the block core and its split-K, unless it runs the direct depthwise
+/// kernel or the register kernels.
+pub(crate) fn weight_grad_block(
+    profile: &TileProfile,
+    problem: &ConvProblem,
+) -> Option<(BlockSpec, SplitK)> {
+    if depthwise_weight_grad_window(profile, problem).is_some() {
+        return None;
+    }
+    let crs = problem.c_per_group() * problem.r * problem.s;
+    let red_len = problem.n * problem.p * problem.q;
+    let kg = problem.k_per_group();
+    let groups = problem.params.groups;
+    let enabled = profile.block_passes.weight_grad;
+    let b = block_tile(profile, enabled, crs, kg, red_len, groups, false)?;
+    let tiles = crs.div_ceil(b.bm as usize) * kg.div_ceil(b.bn as usize) * groups;
+    let wanted = BLOCK_TARGET_WORKGROUPS.div_ceil(tiles);
+    let most = red_len.div_ceil(BLOCK_MIN_SPLIT).max(1);
+    Some((b, SplitK::with_splits(red_len, wanted.clamp(1, most))))
+}
+
+/// The kernel rows (or columns) that meet whole output positions for input pixels of stride
+/// phase `phase`: (first, step, count) of the arithmetic progression of taps t in 0..taps with
+/// (phase + pad − t·dil) ≡ 0 (mod stride); count 0 when none does.
+pub(crate) fn phase_taps(
+    phase: usize,
+    pad: usize,
+    taps: usize,
+    dil: usize,
+    stride: usize,
+) -> (usize, usize, usize) {
+    let in_phase = |t: usize| {
+        (phase + pad + stride * (t * dil).div_ceil(stride) - t * dil).is_multiple_of(stride)
+    };
+    let mut hits = (0..taps).filter(|&t| in_phase(t));
+    let Some(first) = hits.next() else {
+        return (0, 1, 0);
+    };
+    // Solutions of a linear congruence are evenly spaced: the second hit gives the step.
+    match hits.next() {
+        Some(second) => {
+            let step = second - first;
+            (first, step, (taps - first).div_ceil(step))
+        }
+        None => (first, 1, 1),
     }
 }
 
@@ -560,6 +753,9 @@ pub(crate) fn too_large(what: &str, v: i64) -> Error {
 
 /// The split-K the weight gradient uses for `problem`.
 pub fn weight_grad_split(profile: &TileProfile, problem: &ConvProblem) -> SplitK {
+    if let Some((_, split)) = weight_grad_block(profile, problem) {
+        return split;
+    }
     // Counted with the full-size tile: splitting first keeps the tile big (shrinking it to fill
     // the machine would cost more than the split's extra reduction pass).
     let max = if pointwise_weight_grad(problem) {
@@ -580,6 +776,7 @@ pub fn weight_grad_split(profile: &TileProfile, problem: &ConvProblem) -> SplitK
 /// and for [`describe_plan`] alike.
 pub(crate) enum ForwardPath {
     Depthwise(DepthwisePlan),
+    Block(BlockSpec),
     Pointwise(PointwisePlan),
     ImplicitGemm(TileSpec),
 }
@@ -587,6 +784,9 @@ pub(crate) enum ForwardPath {
 pub(crate) fn forward_path(profile: &TileProfile, problem: &ConvProblem) -> Result<ForwardPath> {
     if let Some(plan) = depthwise_plan(profile, problem, PointwisePass::Forward)? {
         return Ok(ForwardPath::Depthwise(plan));
+    }
+    if let Some(spec) = forward_block(profile, problem) {
+        return Ok(ForwardPath::Block(spec));
     }
     if let Some(plan) = pointwise_plan(profile, problem, PointwisePass::Forward) {
         return Ok(ForwardPath::Pointwise(plan));
@@ -602,6 +802,8 @@ pub(crate) enum InputGradPath {
     Pointwise(PointwisePlan),
     /// One implicit GEMM per stride phase.
     PhaseGemm(TileSpec),
+    /// One block-core GEMM per stride phase.
+    PhaseBlock(BlockSpec),
 }
 
 pub(crate) fn input_grad_path(
@@ -613,6 +815,9 @@ pub(crate) fn input_grad_path(
     }
     if let Some(plan) = column_input_grad_plan(profile, problem) {
         return Ok(InputGradPath::Column(plan));
+    }
+    if let Some(spec) = input_grad_block(profile, problem) {
+        return Ok(InputGradPath::PhaseBlock(spec));
     }
     if let Some(plan) = pointwise_plan(profile, problem, PointwisePass::InputGrad) {
         return Ok(InputGradPath::Pointwise(plan));
@@ -642,6 +847,7 @@ pub fn describe_plan(profile: &TileProfile, op: Op, problem: &ConvProblem) -> St
             ForwardPath::Depthwise(plan) => format!("direct depthwise, {}", Spec::from(plan.spec)),
             ForwardPath::Pointwise(plan) => format!("pointwise GEMM on vec4 pixels, {}", plan.spec),
             ForwardPath::ImplicitGemm(spec) => format!("implicit GEMM, {spec}"),
+            ForwardPath::Block(spec) => format!("implicit GEMM, {spec}"),
         }),
         Op::InputGrad => input_grad_path(profile, problem).map(|path| match path {
             InputGradPath::Depthwise(plan) => {
@@ -655,23 +861,32 @@ pub fn describe_plan(profile: &TileProfile, op: Op, problem: &ConvProblem) -> St
                 "implicit GEMM x {} stride phases, {spec}",
                 sh.min(problem.h) * sw.min(problem.w)
             ),
+            InputGradPath::PhaseBlock(spec) => format!(
+                "implicit GEMM x {} stride phases, {spec}",
+                sh.min(problem.h) * sw.min(problem.w)
+            ),
         }),
         Op::WeightGrad => Ok(match depthwise_weight_grad_window(profile, problem) {
             Some(spec) => format!("direct depthwise + split reduce, {}", Spec::from(spec)),
-            None => {
-                let split = weight_grad_split(profile, problem);
-                let kind = if pointwise_weight_grad(problem) {
-                    "pointwise GEMM on vec4 quads, split-K"
-                } else {
-                    "GEMM split-K"
-                };
-                format!(
-                    "{kind} {}x{}, {}",
-                    split.splits,
-                    split.split_len,
-                    weight_grad_tile(profile, problem, split)
-                )
-            }
+            None => match weight_grad_block(profile, problem) {
+                Some((spec, split)) => {
+                    format!("GEMM split-K {}x{}, {spec}", split.splits, split.split_len)
+                }
+                None => {
+                    let split = weight_grad_split(profile, problem);
+                    let kind = if pointwise_weight_grad(problem) {
+                        "pointwise GEMM on vec4 quads, split-K"
+                    } else {
+                        "GEMM split-K"
+                    };
+                    format!(
+                        "{kind} {}x{}, {}",
+                        split.splits,
+                        split.split_len,
+                        weight_grad_tile(profile, problem, split)
+                    )
+                }
+            },
         }),
         Op::BiasGrad => Ok("workgroup tree reduction".to_string()),
     };
@@ -684,5 +899,39 @@ pub(crate) fn reduce_spec() -> TileSpec {
         lane_tile: 1,
         uniform_tile: 1,
         lanes: 64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tap progression lists exactly the taps whose (phase + pad − t·dil) is a multiple of
+    /// the stride, for every small stride, dilation, padding and kernel size.
+    #[test]
+    fn phase_taps_match_brute_force() {
+        for stride in 1..=5 {
+            for dil in 1..=4 {
+                for taps in 1..=7 {
+                    for pad in 0..=6 {
+                        for phase in 0..stride {
+                            let want: Vec<usize> = (0..taps)
+                                .filter(|&t| {
+                                    ((phase + pad) as i64 - (t * dil) as i64)
+                                        .rem_euclid(stride as i64)
+                                        == 0
+                                })
+                                .collect();
+                            let (first, step, count) = phase_taps(phase, pad, taps, dil, stride);
+                            let got: Vec<usize> = (0..count).map(|i| first + i * step).collect();
+                            assert_eq!(
+                                got, want,
+                                "phase {phase} pad {pad} taps {taps} dil {dil} stride {stride}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 }

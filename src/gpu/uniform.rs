@@ -75,8 +75,18 @@ pub struct ConvUniform {
     pub a_stride_out: u32,
     /// Pointwise GEMM: weight stride along the reduced channel.
     pub a_stride_red: u32,
-    /// Padding to a 16-byte multiple.
-    pub _pad: [u32; 2],
+    /// Block input gradient: first kernel row in this stride phase.
+    pub tap_r0: u32,
+    /// Block input gradient: step between the phase's kernel rows.
+    pub tap_r_step: u32,
+    /// Block input gradient: kernel rows in this phase.
+    pub tap_rn: u32,
+    /// Block input gradient: first kernel column in this stride phase.
+    pub tap_s0: u32,
+    /// Block input gradient: step between the phase's kernel columns.
+    pub tap_s_step: u32,
+    /// Block input gradient: kernel columns in this phase.
+    pub tap_sn: u32,
 }
 
 impl ConvUniform {

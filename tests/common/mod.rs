@@ -25,7 +25,8 @@ pub fn gpu_with_gpu_tiles() -> Option<&'static GpuContext> {
         .as_ref()
 }
 
-fn open_context(tile_profile: Option<TileProfile>) -> Option<GpuContext> {
+/// A new context with poisoned outputs and `tile_profile` (`None`: the adapter's own).
+pub fn open_context(tile_profile: Option<TileProfile>) -> Option<GpuContext> {
     match GpuContext::with_options(ContextOptions {
         poison_outputs: true,
         tile_profile,
