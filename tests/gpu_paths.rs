@@ -228,8 +228,9 @@ fn implicit_gemm_channel_tails_past_the_uniform_tile() {
 
 /// The input gradient's full-size lavapipe tile (32 pixels × 32 channels × 8 lanes) with tails
 /// on both axes: 2·45·47 = 4230 pixels (not a multiple of 256; enough workgroups that the tile
-/// does not shrink), C = 40 (one tile and 8 over), and a strided case whose phases have uneven
-/// sizes.
+/// does not shrink, and 17 tiles of 8·31 would not cover them, so the evened-out lane tile
+/// stays 32), C = 40 (one tile and 8 over), and a strided case whose phases have uneven sizes
+/// (the largest 2·46·47 = 4324 pixels, again past 17·8·31).
 #[test]
 fn input_grad_full_tile_with_tails() {
     let mut rng = SplitMix64::new(0x9a7_0007);
@@ -244,7 +245,7 @@ fn input_grad_full_tile_with_tails() {
         ),
         case(
             "igrad 32x32 strided",
-            [2, 40, 91, 89],
+            [2, 40, 91, 93],
             [24, 40, 3, 3],
             p().padding(1, 1).stride(2, 2),
         ),
