@@ -220,9 +220,9 @@ const BLOCK_MIN_SPLIT: usize = 512;
 /// The block tile, starting from the profile's, for a GEMM of `rows` × `cols` with reduction
 /// length `red_len` and `parallel` copies of the grid; `None` sends the pass to the register
 /// kernels (profile without a block or not `enabled` for this pass, reduction too long, or
-/// `GPUCONV_BLOCK=off`). The columns
-/// narrow to the smallest of bn, bn/2, bn/4 that covers `cols` (keeping the thread count), then,
-/// with `shrink_rows`, the rows halve (down to 32) while the grid is short.
+/// `GPUCONV_BLOCK=off`). The columns narrow to the smallest of bn, bn/2, bn/4 that covers
+/// `cols` (keeping the thread count), then, with `shrink_rows`, the rows halve (down to 32)
+/// while the grid is short.
 pub(crate) fn block_tile(
     profile: &TileProfile,
     enabled: bool,
