@@ -232,6 +232,20 @@ fn direct_depthwise_edges_match_reference() {
             p().groups(3).padding_tlbr(0, 3, 2, 1),
         ),
         case("1x1 output", [1, 5, 3, 3], [5, 1, 3, 3], p().groups(5)),
+        // Column groups: 2-row planes (every window crosses the edge), and 7 rows of taps
+        // (past the longest group, so the per-tap loop).
+        case(
+            "2-row plane",
+            [2, 3, 2, 40],
+            [3, 1, 3, 2],
+            p().groups(3).padding(1, 1),
+        ),
+        case(
+            "7x7 per-tap",
+            [1, 2, 12, 19],
+            [2, 1, 7, 7],
+            p().groups(2).padding(3, 3),
+        ),
         // Stride phases: uneven phase sizes, taps of one phase only (1×1 stride 2), phases
         // with no taps, K = 2C, dilation, padding on one side.
         case(
