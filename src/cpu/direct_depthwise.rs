@@ -253,7 +253,7 @@ unsafe fn column_window<const N: usize, const V: usize, const R: usize>(
 ) {
     // N + R − 1 ≤ ROWS + MAX_COLUMN_TAPS − 1 loaded rows.
     const WINDOW: usize = ROWS + MAX_COLUMN_TAPS - 1;
-    assert!(N + R - 1 <= WINDOW && R <= g.len);
+    assert!(N + R - 1 <= WINDOW && R == g.len);
     let ntaps = src.taps.len();
     let mut w = [_mm512_setzero_ps(); R];
     for (r, wv) in w.iter_mut().enumerate() {
