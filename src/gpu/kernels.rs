@@ -174,6 +174,14 @@ impl TileSpec {
     pub fn lane_items_per_workgroup(self) -> u32 {
         self.lane_tile * self.lanes
     }
+
+    /// GEMM items one workgroup covers: [lane items, uniform items] (along `tiles_m`, `tiles_n`).
+    pub fn workgroup_items(self) -> [usize; 2] {
+        [
+            self.lane_items_per_workgroup() as usize,
+            self.uniform_tile as usize,
+        ]
+    }
 }
 
 impl std::fmt::Display for TileSpec {
@@ -242,6 +250,11 @@ impl BlockSpec {
     /// Invocations per workgroup.
     pub fn threads(self) -> u32 {
         (self.bm / self.tm) * (self.bn / self.tn)
+    }
+
+    /// GEMM items one workgroup covers: [rows, columns] (along `tiles_m`, `tiles_n`).
+    pub fn workgroup_items(self) -> [usize; 2] {
+        [self.bm as usize, self.bn as usize]
     }
 
     /// Whether the core can run this tile: whole vec4 register tiles that divide the workgroup

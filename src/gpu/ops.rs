@@ -159,7 +159,7 @@ impl GpuContext {
         }
         let y = self.storage_buffer("output y", problem.y_len())?;
         let (src, bias_buf) = ([&x.buffer, &w.buffer], bias.map(|b| &b.buffer));
-        let (kernel, spec, row_tile, col_tile) = match forward_path(&self.profile, &problem)? {
+        let (kernel, spec, [row_tile, col_tile]) = match forward_path(&self.profile, &problem)? {
             ForwardPath::Depthwise(plan) => {
                 let plan = plan.with_bias(bias.is_some());
                 self.run_plan(Kernel::Depthwise, plan, src, bias_buf, &y)?;
@@ -170,17 +170,18 @@ impl GpuContext {
                 self.run_plan(Kernel::Pointwise, plan, src, bias_buf, &y)?;
                 return Ok(GpuTensor::new(self, y, problem.y_shape().to_vec()));
             }
-            ForwardPath::ImplicitGemm(spec) => (
-                Kernel::Forward,
+            ForwardPath::ImplicitGemm(spec) => {
+                (Kernel::Forward, Spec::from(spec), spec.workgroup_items())
+            }
+            ForwardPath::Block(spec) => (
+                Kernel::BlockForward,
                 Spec::from(spec),
-                spec.lane_items_per_workgroup(),
-                spec.uniform_tile,
+                spec.workgroup_items(),
             ),
-            ForwardPath::Block(spec) => (Kernel::BlockForward, Spec::from(spec), spec.bm, spec.bn),
         };
         let rows = problem.n * problem.p * problem.q;
-        let tiles_m = rows.div_ceil(row_tile as usize);
-        let tiles_n = problem.k_per_group().div_ceil(col_tile as usize);
+        let tiles_m = rows.div_ceil(row_tile);
+        let tiles_n = problem.k_per_group().div_ceil(col_tile);
         let total = tiles_m * tiles_n * problem.params.groups;
         let uniform = ConvUniform {
             has_bias: bias.is_some() as u32,
@@ -209,7 +210,7 @@ impl GpuContext {
         w.check_context(self)?;
         let dx = self.storage_buffer("input gradient dx", problem.x_len())?;
         let src = [&dy.buffer, &w.buffer];
-        let (kernel, spec, row_tile, col_tile) = match input_grad_path(&self.profile, &problem)? {
+        let (kernel, spec, [row_tile, col_tile]) = match input_grad_path(&self.profile, &problem)? {
             InputGradPath::Depthwise(plan) => {
                 self.run_plan(Kernel::Depthwise, plan, src, None, &dx)?;
                 return Ok(GpuTensor::new(self, dx, problem.x_shape().to_vec()));
@@ -225,15 +226,14 @@ impl GpuContext {
                 self.run_plan(Kernel::Pointwise, plan, src, None, &dx)?;
                 return Ok(GpuTensor::new(self, dx, problem.x_shape().to_vec()));
             }
-            InputGradPath::PhaseGemm(spec) => (
-                Kernel::InputGrad,
-                Spec::from(spec),
-                spec.lane_items_per_workgroup(),
-                spec.uniform_tile,
-            ),
-            InputGradPath::PhaseBlock(spec) => {
-                (Kernel::BlockInputGrad, Spec::from(spec), spec.bm, spec.bn)
+            InputGradPath::PhaseGemm(spec) => {
+                (Kernel::InputGrad, Spec::from(spec), spec.workgroup_items())
             }
+            InputGradPath::PhaseBlock(spec) => (
+                Kernel::BlockInputGrad,
+                Spec::from(spec),
+                spec.workgroup_items(),
+            ),
         };
         let [sh, sw] = problem.params.stride;
         let [pad_top, pad_left, _, _] = problem.params.padding;
@@ -245,8 +245,8 @@ impl GpuContext {
                 let rows_h = (problem.h - phase_h).div_ceil(sh);
                 let rows_w = (problem.w - phase_w).div_ceil(sw);
                 let rows = problem.n * rows_h * rows_w;
-                let tiles_m = rows.div_ceil(row_tile as usize);
-                let tiles_n = problem.c_per_group().div_ceil(col_tile as usize);
+                let tiles_m = rows.div_ceil(row_tile);
+                let tiles_n = problem.c_per_group().div_ceil(col_tile);
                 let total = tiles_m * tiles_n * problem.params.groups;
                 let (r0, r_step, rn) = phase_taps(phase_h, pad_top, problem.r, dh, sh);
                 let (s0, s_step, sn) = phase_taps(phase_w, pad_left, problem.s, dw, sw);
@@ -324,7 +324,7 @@ impl GpuContext {
                     Spec::from(block),
                     problem.n * problem.p * problem.q,
                     [crs, kg],
-                    [block.bm, block.bn],
+                    block.workgroup_items(),
                 ),
                 None => {
                     let red_len = weight_grad_reduction(problem);
@@ -343,13 +343,13 @@ impl GpuContext {
                         Spec::from(tile),
                         red_len,
                         [kg, crs],
-                        [tile.lane_items_per_workgroup(), tile.uniform_tile],
+                        tile.workgroup_items(),
                     )
                 }
             };
         let split = SplitK::with_splits(red_len, split.splits);
-        let tiles_m = crs.div_ceil(crs_tile as usize);
-        let tiles_n = kg.div_ceil(kg_tile as usize);
+        let tiles_m = crs.div_ceil(crs_tile);
+        let tiles_n = kg.div_ceil(kg_tile);
         let total = tiles_m * tiles_n * problem.params.groups * split.splits;
         let out_len = problem.w_len();
         let uniform = ConvUniform {
