@@ -1,15 +1,8 @@
 #!/usr/bin/env bash
 # Second H200 probe: what wgpu's injected shader checks cost (GPUCONV_SHADER_CHECKS), on the
 # register kernels (GPUCONV_BLOCK=off) and the block core, one shape, plus the plain SGEMM.
-# Same carried files as h200.sh. Writes log.txt into $OUT.
-set -u
-OUT=${OUT:-/tmp/h200-out}
-mkdir -p "$OUT"
-exec > >(tee "$OUT/log.txt") 2>&1
-for f in .gl/*.deb; do dpkg -x "$f" /; done
-ldconfig
-export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-B=.dev/gpuconv
+# Same carried files as h200.sh (setup.sh). Writes log.txt into $OUT.
+source benches/device/setup.sh
 S=${SWEEP_SHAPE:-resnet-3x3-28}
 date -u
 for checks in all trusted none no-loop-bound no-div; do

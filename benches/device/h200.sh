@@ -2,16 +2,9 @@
 # One call of the lent-GPU tool (NVIDIA H200, Vulkan through the NVIDIA ICD): adapter facts, the
 # plain WGSL SGEMM ceiling, `gpuconv bench` at batch 32 on the suite (GPU column), PyTorch cuDNN
 # fp32 (TF32 off) on the same shapes, the side-by-side table, then a block-tile sweep on one shape.
-# Expects the release binary in .dev/gpuconv and the Vulkan loader .deb in .gl/ (both carried;
-# benches/NOTES.md, "H200", says how they were made). Writes log.txt and *.jsonl into $OUT.
-set -u
-OUT=${OUT:-/tmp/h200-out}
-mkdir -p "$OUT"
-exec > >(tee "$OUT/log.txt") 2>&1
-for f in .gl/*.deb; do dpkg -x "$f" /; done
-ldconfig
-export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-B=.dev/gpuconv
+# Run from the repo root with .gl and .dev carried (setup.sh). Writes log.txt and *.jsonl into
+# $OUT.
+source benches/device/setup.sh
 date -u
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem --format=csv
 $B info
