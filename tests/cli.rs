@@ -509,3 +509,73 @@ fn sgemm_ceiling_runs_checked_and_rejects_bad_sizes() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--size 0"), "{stderr}");
 }
+
+/// `gpuconv bench` on a tiny suite: every (op, device) gets a checked, timed JSON record, and a
+/// measurement keeps running until `--min-time-ms` is spent (a microsecond op runs many times).
+#[test]
+fn bench_writes_checked_records_and_times_short_ops_repeatedly() {
+    let dir = Dir::new("bench");
+    let shapes = dir.path("shapes.json");
+    std::fs::write(
+        &shapes,
+        r#"[{"name": "tiny", "n": 1, "c": 4, "h": 6, "w": 5, "k": 3, "r": 3, "s": 3,
+             "stride": [1, 1], "padding": [1, 1, 1, 1], "dilation": [1, 1], "groups": 1}]"#,
+    )
+    .unwrap();
+    let json = dir.path("out.jsonl");
+    let svg = dir.path("out.svg");
+    let records = |min_time: &str| {
+        let out = run(&[
+            "bench",
+            "--shapes",
+            shapes.to_str().unwrap(),
+            "--repeats",
+            "2",
+            "--min-time-ms",
+            min_time,
+            "--gpu-warmup-ms",
+            "0",
+            "--json",
+            json.to_str().unwrap(),
+            "--plot",
+            svg.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "bench failed: {stderr}");
+        std::fs::read_to_string(&json)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let quick = records("0");
+    for op in ["forward", "input-grad", "weight-grad"] {
+        for device in ["cpu", "gpu", "gpu-e2e"] {
+            let r = quick
+                .iter()
+                .find(|r| r["op"] == op && r["device"] == device)
+                .unwrap_or_else(|| panic!("no record for {op} on {device}"));
+            let (min, median, max) = (
+                r["min_ms"].as_f64().unwrap(),
+                r["median_ms"].as_f64().unwrap(),
+                r["max_ms"].as_f64().unwrap(),
+            );
+            assert!(0.0 < min && min <= median && median <= max, "{r}");
+            assert!(r["rel_err"].as_f64().unwrap() < 1e-5, "{r}");
+            assert_eq!(
+                r["runs"], 2,
+                "--min-time-ms 0 times exactly --repeats runs: {r}"
+            );
+        }
+    }
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    let long = records("100");
+    let cpu = long
+        .iter()
+        .find(|r| r["op"] == "forward" && r["device"] == "cpu")
+        .unwrap();
+    assert!(
+        cpu["runs"].as_u64().unwrap() > 10,
+        "a microsecond op timed for 100 ms runs more than 10 times: {cpu}"
+    );
+}

@@ -44,9 +44,13 @@ pub struct BenchArgs {
     /// Devices to time.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "cpu,gpu")]
     devices: Vec<BenchDevice>,
-    /// Timed runs per measurement (after one warm-up run).
+    /// Timed runs per measurement (after one warm-up run): at least this many.
     #[arg(long, default_value_t = 5)]
     repeats: usize,
+    /// Keep timing each measurement until its runs add up to at least this long: a sub-ms op
+    /// then gets hundreds of runs, so one scheduler hiccup cannot move its median.
+    #[arg(long, default_value_t = 300)]
+    min_time_ms: u64,
     /// Before timing a GPU op, run it for at least this long, so a GPU that idled while the
     /// reference ran is back at full clocks.
     #[arg(long, default_value_t = 200)]
@@ -68,6 +72,8 @@ pub struct Record {
     median_ms: f64,
     min_ms: f64,
     max_ms: f64,
+    /// Timed runs behind the median.
+    runs: usize,
     gflops: f64,
     rel_err: f64,
     max_err: f64,
@@ -79,6 +85,7 @@ pub(crate) struct Timing {
     pub median_ms: f64,
     pub min_ms: f64,
     pub max_ms: f64,
+    pub runs: usize,
 }
 
 /// Median, min and max of `ms`; `None` when empty.
@@ -91,32 +98,42 @@ fn timing_of(mut ms: Vec<f64>) -> Option<Timing> {
         median_ms: ms[ms.len() / 2],
         min_ms: ms[0],
         max_ms: ms[ms.len() - 1],
+        runs: ms.len(),
     })
 }
 
-/// Runs `f` once to warm up, then `repeats` times, and returns its last result and the timing.
-pub(crate) fn time<T>(repeats: usize, f: impl FnMut() -> Result<T>) -> Result<(T, Timing)> {
-    time_after_warmup(repeats, Duration::ZERO, f)
+/// How long and how often one measurement runs.
+#[derive(Clone, Copy)]
+pub(crate) struct Runs {
+    /// Timed runs, at least.
+    pub repeats: usize,
+    /// Timed runs continue until they add up to this (more runs for short ops).
+    pub min_time: Duration,
+    /// Untimed runs first, for at least this long (at least one run).
+    pub warmup: Duration,
 }
 
-/// [`time`], warming up for at least `warmup` first. A GPU that idled (here: while the CPU
-/// computed the reference) runs at low clocks until it has been busy for a while; a single
-/// millisecond-long warm-up run would time the ramp, not the kernel (benches/NOTES.md, "H200").
-pub(crate) fn time_after_warmup<T>(
-    repeats: usize,
-    warmup: Duration,
-    mut f: impl FnMut() -> Result<T>,
-) -> Result<(T, Timing)> {
+/// Most timed runs of one measurement, whatever `min_time` asks.
+const MAX_RUNS: usize = 10_000;
+
+/// Runs `f` to warm up, then timed per [`Runs`], and returns its last result and the timing.
+/// The warm-up matters for GPUs: one that idled (here: while the CPU computed the reference)
+/// runs at low clocks until it has been busy for a while, and a single millisecond-long warm-up
+/// run would time the ramp, not the kernel (benches/NOTES.md, "H200").
+pub(crate) fn time_runs<T>(runs: Runs, mut f: impl FnMut() -> Result<T>) -> Result<(T, Timing)> {
     let start = Instant::now();
     let mut out = f()?;
-    while start.elapsed() < warmup {
+    while start.elapsed() < runs.warmup {
         out = f()?;
     }
-    let mut ms = Vec::with_capacity(repeats);
-    for _ in 0..repeats.max(1) {
+    let mut ms = Vec::with_capacity(runs.repeats);
+    let mut measured = Duration::ZERO;
+    while ms.len() < runs.repeats.max(1) || (measured < runs.min_time && ms.len() < MAX_RUNS) {
         let t = Instant::now();
         out = f()?;
-        ms.push(t.elapsed().as_secs_f64() * 1e3);
+        let took = t.elapsed();
+        measured += took;
+        ms.push(took.as_secs_f64() * 1e3);
     }
     let timing = timing_of(ms).expect("at least one run");
     Ok((out, timing))
@@ -209,10 +226,11 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         None
     };
     println!(
-        "gpuconv bench: {} shapes x {} ops, {} timed runs each (median)",
+        "gpuconv bench: {} shapes x {} ops, median of at least {} timed runs and {} ms each",
         shapes.len(),
         args.ops.len(),
-        args.repeats
+        args.repeats,
+        args.min_time_ms
     );
     match &ctx {
         Some(ctx) => println!("GPU: {}", ctx.adapter()),
@@ -241,6 +259,11 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         "err gpu"
     );
 
+    let runs = Runs {
+        repeats: args.repeats,
+        min_time: Duration::from_millis(args.min_time_ms),
+        warmup: Duration::ZERO,
+    };
     let mut records: Vec<Record> = Vec::new();
     let mut failures = 0usize;
     let total = shapes.len() * args.ops.len();
@@ -275,6 +298,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                     median_ms: t.median_ms,
                     min_ms: t.min_ms,
                     max_ms: t.max_ms,
+                    runs: t.runs,
                     gflops: gflops(t.median_ms),
                     rel_err: err.rel_l2,
                     max_err: err.scaled_max,
@@ -284,7 +308,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             };
             let mut cpu = None;
             if want_cpu {
-                let (got, t) = time(args.repeats, || cpu_result(op, &pb, &inputs))?;
+                let (got, t) = time_runs(runs, || cpu_result(op, &pb, &inputs))?;
                 let err = compare(&got, &want);
                 failures += !err.within_tolerance() as usize;
                 push("cpu", &t, &err, fast::describe(&pb, op).into());
@@ -293,8 +317,11 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             let mut gpu = None;
             if let (Some(ctx), Some(res)) = (&ctx, &resident) {
                 let plan = describe_plan(ctx.tile_profile(), op, &pb);
-                let warmup = Duration::from_millis(args.gpu_warmup_ms);
-                let (out, t) = time_after_warmup(args.repeats, warmup, || {
+                let warm = Runs {
+                    warmup: Duration::from_millis(args.gpu_warmup_ms),
+                    ..runs
+                };
+                let (out, t) = time_runs(warm, || {
                     let out = gpu_resident(ctx, op, &pb, res)?;
                     ctx.wait()?;
                     Ok(out)
@@ -315,7 +342,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                 if let Some(td) = &td {
                     push("gpu-device", td, &err, plan.clone());
                 }
-                let (got, te) = time(args.repeats, || gpu_end_to_end(ctx, op, &pb, &inputs))?;
+                let (got, te) = time_runs(runs, || gpu_end_to_end(ctx, op, &pb, &inputs))?;
                 let err_e = compare(&got, &want);
                 failures += !err_e.within_tolerance() as usize;
                 push("gpu-e2e", &te, &err_e, plan.clone());

@@ -5,7 +5,7 @@ use gpuconv::gpu::sgemm::SGEMM_TILES;
 use gpuconv::rng::SplitMix64;
 use gpuconv::{Error, GpuContext, Result};
 
-use super::bench::time_after_warmup;
+use super::bench::{time_runs, Runs};
 
 /// Each tile runs for at least this long before it is timed (GPU clocks ramp up; see bench).
 const WARMUP: std::time::Duration = std::time::Duration::from_millis(200);
@@ -45,7 +45,12 @@ pub fn sgemm(args: &SgemmArgs) -> Result<()> {
     println!("SGEMM {m}x{n}x{k}, median of {} runs", args.repeats);
     let mut best = 0.0f64;
     for spec in SGEMM_TILES {
-        let (c, t) = time_after_warmup(args.repeats, WARMUP, || {
+        let runs = Runs {
+            repeats: args.repeats,
+            min_time: std::time::Duration::ZERO,
+            warmup: WARMUP,
+        };
+        let (c, t) = time_runs(runs, || {
             let c = ctx.sgemm(&at, &bt, spec)?;
             ctx.wait()?;
             Ok(c)
