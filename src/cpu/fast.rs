@@ -13,6 +13,7 @@
 
 use rayon::prelude::*;
 
+use crate::cpu::scratch::Scratch;
 use crate::error::{Result, TensorRole};
 use crate::problem::{ConvProblem, Op};
 
@@ -197,11 +198,11 @@ fn for_each_image(
 ) {
     if images_in_parallel(pb) {
         out.par_chunks_mut(out_len).enumerate().for_each_init(
-            || vec![0f32; scratch_len],
+            || Scratch::uninit(scratch_len),
             |col, (n, out_n)| per_image(n, out_n, col, Threads::One),
         );
     } else {
-        let mut col = vec![0f32; scratch_len];
+        let mut col = Scratch::uninit(scratch_len);
         for (n, out_n) in out.chunks_mut(out_len).enumerate() {
             per_image(n, out_n, &mut col, Threads::All);
         }
@@ -470,7 +471,7 @@ pub fn weight_grad_with(
     // dW over the images in `range`, accumulated in order.
     let partial = |range: std::ops::Range<usize>, threads: Threads| {
         let mut dw = vec![0f32; pb.w_len()];
-        let mut col = vec![0f32; col_len];
+        let mut col = Scratch::uninit(col_len);
         for n in range.clone() {
             for g in 0..pb.params.groups {
                 let dy_ng = Mat::row_major(&dy[pb.y_index(n, g * kg, 0, 0)..][..kg * pq], kg, pq);
@@ -538,8 +539,8 @@ fn weight_grad_batched(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Vec<f32> {
     let (cg, kg, pq) = (pb.c_per_group(), pb.k_per_group(), pb.p * pb.q);
     let crs = cg * pb.r * pb.s;
     let run = image_run(pb);
-    let mut col = vec![0f32; crs * run * pq];
-    let mut grads = vec![0f32; kg * run * pq];
+    let mut col = Scratch::uninit(crs * run * pq);
+    let mut grads = Scratch::uninit(kg * run * pq);
     let mut dw = vec![0f32; pb.w_len()];
     for g in 0..pb.params.groups {
         for first in (0..pb.n).step_by(run) {
