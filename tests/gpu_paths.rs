@@ -226,34 +226,60 @@ fn implicit_gemm_channel_tails_past_the_uniform_tile() {
     );
 }
 
-/// The input gradient's full-size lavapipe tile (32 pixels × 32 channels × 8 lanes) with tails
-/// on both axes: 2·45·47 = 4230 pixels (not a multiple of 256; enough workgroups that the tile
-/// does not shrink, and 17 tiles of 8·31 would not cover them, so the evened-out lane tile
-/// stays 32), C = 40 (one tile and 8 over), and a strided case whose phases have uneven sizes
-/// (the largest 2·46·47 = 4324 pixels, again past 17·8·31).
+/// Every dense pass at its full-size lavapipe tile (32 lane items × 32 uniform items × 8 lanes)
+/// with tails on both axes.
+/// - Forward and input gradient: 2·45·47 = 4230 pixels (not a multiple of 256; enough workgroups
+///   that the tile does not shrink, and 17 tiles of 8·31 would not cover them, so the evened-out
+///   lane tile stays 32), K = C = 40 (one uniform tile and 8 over).
+/// - A strided input gradient whose phases have uneven sizes (the largest 2·46·47 = 4324
+///   pixels, again past 17·8·31).
+/// - Weight gradient: C·R·S = 56·9 = 504 columns (2 tiles of 256, and 2 tiles of 8·31 = 248 would
+///   not cover them), K = 40, split-K over 4230 pixels.
 #[test]
-fn input_grad_full_tile_with_tails() {
+fn full_lavapipe_tile_with_tails() {
     let mut rng = SplitMix64::new(0x9a7_0007);
     let p = ConvParams::default;
     let ctx = gpu().expect("GPU context");
-    for c in [
-        case(
-            "igrad 32x32",
-            [2, 40, 45, 47],
-            [24, 40, 3, 3],
-            p().padding(1, 1),
+    let all = [Op::Forward, Op::InputGrad, Op::WeightGrad];
+    for (c, full_tile_ops) in [
+        (
+            case(
+                "fwd/igrad 32x32",
+                [2, 40, 45, 47],
+                [40, 40, 3, 3],
+                p().padding(1, 1),
+            ),
+            &all[..2],
         ),
-        case(
-            "igrad 32x32 strided",
-            [2, 40, 91, 93],
-            [24, 40, 3, 3],
-            p().padding(1, 1).stride(2, 2),
+        (
+            case(
+                "igrad 32x32 strided",
+                [2, 40, 91, 93],
+                [24, 40, 3, 3],
+                p().padding(1, 1).stride(2, 2),
+            ),
+            &all[1..2],
+        ),
+        (
+            case(
+                "wgrad 32x32",
+                [2, 56, 45, 47],
+                [40, 56, 3, 3],
+                p().padding(1, 1),
+            ),
+            &all[2..],
         ),
     ] {
         let pb = ConvProblem::new(&c.x, &c.w, c.params).unwrap();
-        let plan = describe_plan(ctx.tile_profile(), Op::InputGrad, &pb);
         if *ctx.tile_profile() == gpuconv::gpu::TileProfile::SIMD_CPU {
-            assert!(plan.contains("tile 32x32"), "{}: plan {plan:?}", c.label);
+            for &op in full_tile_ops {
+                let plan = describe_plan(ctx.tile_profile(), op, &pb);
+                assert!(
+                    plan.contains("tile 32x32"),
+                    "{} {op:?}: plan {plan:?}",
+                    c.label
+                );
+            }
         }
         check_path(c, [GEMM, GEMM, SPLIT_GEMM], &mut rng);
     }

@@ -63,7 +63,7 @@ impl TileProfile {
     /// Software adapters that run one invocation per SIMD lane (lavapipe/llvmpipe).
     pub const SIMD_CPU: TileProfile = TileProfile {
         gemm: DEFAULT_TILE,
-        input_grad: INPUT_GRAD_TILE,
+        input_grad: DEFAULT_TILE,
         pointwise: POINTWISE_TILE,
         depthwise_lanes: 8,
         min_lanes: 8,
@@ -116,22 +116,14 @@ impl TileProfile {
     }
 }
 
-/// The largest implicit-GEMM tile: 16 lane items × 32 uniform items per invocation, 8 lanes (one
-/// 256-bit SIMD vector on lavapipe). Lavapipe runs one invocation per SIMD lane and pays a
-/// per-lane loop for every gathered load, so it rewards many FMAs per gathered value
-/// (tile sweep in benches/NOTES.md).
+/// The largest implicit-GEMM tile on lavapipe, every dense pass: 32 lane items × 32 uniform
+/// items per invocation, 8 lanes (one 256-bit SIMD vector). Lavapipe runs one invocation per SIMD
+/// lane and pays a per-lane loop for every gathered load, so it rewards many FMAs per gathered
+/// value. The input gradient took the 32-tall tile first (geomeans 16.6 / 15.5 GFLOP/s against
+/// 14.8 / 12.6 for 16×32); once lane tiles were evened out over their tiles, the forward and
+/// weight gradient gained from it too: 7–18 % on each of seven dense shapes, best of three
+/// alternating runs each (48 and 64 tall were slower; benches/NOTES.md).
 pub const DEFAULT_TILE: TileSpec = TileSpec {
-    lane_tile: 16,
-    uniform_tile: 32,
-    lanes: 8,
-};
-
-/// The input gradient's largest tile on lavapipe: 32 pixels × 32 channels per invocation. Its
-/// inner loop loads one dY value per pixel and one weight per channel like the forward's, but
-/// with fewer index tests per tap (a stride phase has no holes), so the taller tile pays: two
-/// alternating A/B rounds over the six dense 3×3 shapes gave geomeans 16.6 / 15.5 GFLOP/s against
-/// 14.8 / 12.6 for the 16×32 tile (benches/NOTES.md).
-pub const INPUT_GRAD_TILE: TileSpec = TileSpec {
     lane_tile: 32,
     uniform_tile: 32,
     lanes: 8,
