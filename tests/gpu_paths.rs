@@ -226,8 +226,8 @@ fn implicit_gemm_channel_tails_past_the_uniform_tile() {
     );
 }
 
-/// Every dense pass at its full-size lavapipe tile (32 lane items × 32 uniform items × 8 lanes)
-/// with tails on both axes.
+/// Every dense pass at its full-size lavapipe tile (32 lane items × 32 uniform items × 8 lanes;
+/// the pointwise GEMM 16 quads × 32 channels × 8 lanes) with tails on both axes.
 /// - Forward and input gradient: 2·45·47 = 4230 pixels (not a multiple of 256; enough workgroups
 ///   that the tile does not shrink, and 17 tiles of 8·31 would not cover them, so the evened-out
 ///   lane tile stays 32), K = C = 40 (one uniform tile and 8 over).
@@ -235,13 +235,15 @@ fn implicit_gemm_channel_tails_past_the_uniform_tile() {
 ///   pixels, again past 17·8·31).
 /// - Weight gradient: C·R·S = 56·9 = 504 columns (2 tiles of 256, and 2 tiles of 8·31 = 248 would
 ///   not cover them), K = 40, split-K over 4230 pixels.
+/// - Pointwise forward and input gradient: 4·44·44/4 = 1936 quads on 16 tiles (8·15 per tile
+///   would not cover them), K = C = 40.
 #[test]
 fn full_lavapipe_tile_with_tails() {
     let mut rng = SplitMix64::new(0x9a7_0007);
     let p = ConvParams::default;
     let ctx = gpu().expect("GPU context");
     let all = [Op::Forward, Op::InputGrad, Op::WeightGrad];
-    for (c, full_tile_ops) in [
+    for (c, full_tile_ops, paths) in [
         (
             case(
                 "fwd/igrad 32x32",
@@ -250,6 +252,7 @@ fn full_lavapipe_tile_with_tails() {
                 p().padding(1, 1),
             ),
             &all[..2],
+            [GEMM, GEMM, SPLIT_GEMM],
         ),
         (
             case(
@@ -259,6 +262,7 @@ fn full_lavapipe_tile_with_tails() {
                 p().padding(1, 1).stride(2, 2),
             ),
             &all[1..2],
+            [GEMM, GEMM, SPLIT_GEMM],
         ),
         (
             case(
@@ -268,20 +272,27 @@ fn full_lavapipe_tile_with_tails() {
                 p().padding(1, 1),
             ),
             &all[2..],
+            [GEMM, GEMM, SPLIT_GEMM],
+        ),
+        (
+            case("pointwise 16x32", [4, 40, 44, 44], [40, 40, 1, 1], p()),
+            &all[..2],
+            [POINTWISE, POINTWISE, POINTWISE],
         ),
     ] {
         let pb = ConvProblem::new(&c.x, &c.w, c.params).unwrap();
+        let full = if paths[0] == POINTWISE {
+            "tile 16x32"
+        } else {
+            "tile 32x32"
+        };
         if *ctx.tile_profile() == gpuconv::gpu::TileProfile::SIMD_CPU {
             for &op in full_tile_ops {
                 let plan = describe_plan(ctx.tile_profile(), op, &pb);
-                assert!(
-                    plan.contains("tile 32x32"),
-                    "{} {op:?}: plan {plan:?}",
-                    c.label
-                );
+                assert!(plan.contains(full), "{} {op:?}: plan {plan:?}", c.label);
             }
         }
-        check_path(c, [GEMM, GEMM, SPLIT_GEMM], &mut rng);
+        check_path(c, paths, &mut rng);
     }
 }
 

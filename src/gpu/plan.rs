@@ -478,11 +478,16 @@ impl DepthwisePlan {
     }
 }
 
-/// The largest pointwise tile: 8 pixel quads (32 floats) × 16 channels per invocation, 32 lanes.
+/// The largest pointwise tile on lavapipe: 16 pixel quads (64 floats) × 32 channels per
+/// invocation, 8 lanes (one SIMD vector per workgroup, like the implicit GEMM's). Against the
+/// earlier 8 quads × 16 channels over 32 lanes, best of alternating runs on lavapipe: the
+/// suite's pointwise layer forward 23–25 → 15.3 ms, input gradient 21.7 → 18.0, weight gradient
+/// 20.2 → 17.7; two unseen 1×1 layers (28×28 expand, grouped 14×14) 8–42 % faster per op
+/// (benches/NOTES.md).
 pub const POINTWISE_TILE: TileSpec = TileSpec {
-    lane_tile: 8,
-    uniform_tile: 16,
-    lanes: 32,
+    lane_tile: 16,
+    uniform_tile: 32,
+    lanes: 8,
 };
 
 /// The plain-GEMM plan for a 1×1 stride-1 unpadded problem whose planes hold whole vec4 quads;
