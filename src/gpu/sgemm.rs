@@ -8,8 +8,25 @@ use crate::gpu::tensor::GpuTensor;
 use crate::gpu::uniform::ConvUniform;
 use crate::gpu::GpuContext;
 
-/// Tiles `gpuconv sgemm` times by default; the best is the adapter's ceiling.
-pub const SGEMM_TILES: [TileSpec; 4] = [
+/// Tiles `gpuconv sgemm` times by default; the best is the adapter's ceiling. The 8-lane tiles
+/// are lavapipe's shape for the conv kernels (one 256-bit vector per workgroup), the wider ones
+/// hardware GPUs'.
+pub const SGEMM_TILES: [TileSpec; 7] = [
+    TileSpec {
+        lane_tile: 16,
+        uniform_tile: 32,
+        lanes: 8,
+    },
+    TileSpec {
+        lane_tile: 8,
+        uniform_tile: 32,
+        lanes: 8,
+    },
+    TileSpec {
+        lane_tile: 8,
+        uniform_tile: 16,
+        lanes: 8,
+    },
     TileSpec {
         lane_tile: 8,
         uniform_tile: 16,
