@@ -16,10 +16,9 @@ use crate::problem::{ConvProblem, Op};
 /// The largest tiles of each kernel family for one class of adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TileProfile {
-    /// Implicit-GEMM forward and weight gradient.
+    /// The implicit-GEMM register kernels: forward, input gradient (per stride phase) and
+    /// weight gradient.
     pub gemm: TileSpec,
-    /// Implicit-GEMM input gradient (one GEMM per stride phase).
-    pub input_grad: TileSpec,
     /// The vec4 pointwise GEMM (`lane_tile` counts pixel quads).
     pub pointwise: TileSpec,
     /// Invocations per workgroup of the direct depthwise kernels.
@@ -63,7 +62,6 @@ impl TileProfile {
     /// Software adapters that run one invocation per SIMD lane (lavapipe/llvmpipe).
     pub const SIMD_CPU: TileProfile = TileProfile {
         gemm: DEFAULT_TILE,
-        input_grad: DEFAULT_TILE,
         pointwise: POINTWISE_TILE,
         depthwise_lanes: 8,
         min_lanes: 8,
@@ -77,11 +75,6 @@ impl TileProfile {
     /// 1.22× the register kernels (geomeans over the dense shapes), the input gradient 0.72×.
     pub const GPU: TileProfile = TileProfile {
         gemm: TileSpec {
-            lane_tile: 4,
-            uniform_tile: 8,
-            lanes: 64,
-        },
-        input_grad: TileSpec {
             lane_tile: 4,
             uniform_tile: 8,
             lanes: 64,
@@ -359,7 +352,7 @@ pub(crate) fn input_grad_tile(profile: &TileProfile, problem: &ConvProblem) -> T
     let [sh, sw] = problem.params.stride;
     let phase_pixels = problem.n * problem.h.div_ceil(sh) * problem.w.div_ceil(sw);
     gemm_tile(
-        profile.input_grad,
+        profile.gemm,
         profile.min_lanes,
         phase_pixels,
         problem.c_per_group(),
