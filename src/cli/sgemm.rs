@@ -44,12 +44,12 @@ pub fn sgemm(args: &SgemmArgs) -> Result<()> {
     println!("adapter: {}", ctx.adapter());
     println!("SGEMM {m}x{n}x{k}, median of {} runs", args.repeats);
     let mut best = 0.0f64;
+    let runs = Runs {
+        repeats: args.repeats,
+        min_time: std::time::Duration::ZERO,
+        warmup: WARMUP,
+    };
     for spec in SGEMM_TILES {
-        let runs = Runs {
-            repeats: args.repeats,
-            min_time: std::time::Duration::ZERO,
-            warmup: WARMUP,
-        };
         let (c, t) = time_runs(runs, || {
             let c = ctx.sgemm(&at, &bt, spec)?;
             ctx.wait()?;

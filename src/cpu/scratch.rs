@@ -17,6 +17,13 @@ pub(crate) struct Scratch {
 
 impl Scratch {
     pub(crate) fn uninit(len: usize) -> Self {
+        // An empty buffer (a path that needs no scratch) leaves the pool's buffers to others.
+        if len == 0 {
+            return Scratch {
+                buf: Vec::new(),
+                len,
+            };
+        }
         let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
         // The smallest kept buffer that is big enough, else a new one.
         let pick = (0..pool.len())
@@ -51,6 +58,9 @@ impl std::ops::DerefMut for Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        if self.buf.capacity() == 0 {
+            return;
+        }
         let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
         pool.push(std::mem::take(&mut self.buf));
         // Keep the largest few: they serve every smaller request.
