@@ -14,9 +14,11 @@
 //! FMA rate when the operands sit in L1/L2 (blocking below keeps them there).
 
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use crate::cpu::output::written_by;
 use crate::cpu::scratch::Scratch;
 use crate::problem::{ConvProblem, Op};
 
@@ -250,68 +252,80 @@ pub fn forward(pb: &ConvProblem, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> 
     let tile_len = FWD_K * FWD_CHUNK;
     let c_block = 144usize.div_ceil(taps);
     let parts = k_blocks.div_ceil(PART_K_BLOCKS);
-    let mut y = vec![0f32; pb.y_len()];
-    let out = SharedOut(y.as_mut_ptr());
-    (0..groups * pb.n * chunks * parts)
-        .into_par_iter()
-        .for_each_init(
-            || vec![0f32; PART_K_BLOCKS * tile_len],
-            |tiles, item| {
-                let (region, part) = (item / parts, item % parts);
-                let (g, n, chunk) = (
-                    region / (pb.n * chunks),
-                    region / chunks % pb.n,
-                    region % chunks,
-                );
-                let start = xs.channel(n, g * cg) + chunk * FWD_CHUNK;
-                let first_block = part * PART_K_BLOCKS;
-                let blocks = PART_K_BLOCKS.min(k_blocks - first_block);
-                let tiles = &mut tiles[..blocks * tile_len];
-                for c0 in (0..cg).step_by(c_block) {
-                    let c_count = c_block.min(cg - c0);
-                    for (i, tile) in tiles.chunks_exact_mut(tile_len).enumerate() {
-                        let block = (g * k_blocks + first_block + i) * block_len;
-                        let weights = &packed[block + c0 * taps * FWD_K..block + block_len];
-                        let x = &xs.data[start + c0 * xs.plane_len..];
-                        // SAFETY: `available()` was checked by the caller; the furthest load
-                        // is start + (cg − 1)·plane_len + max tap + FWD_CHUNK − 1, inside
-                        // `xs.data` by the slack PhasePlanes::new adds (max shift +
-                        // chunks·FWD_CHUNK past the last plane).
-                        unsafe {
-                            forward_tile(x, c_count, xs.plane_len, &xs.taps, weights, tile, c0 > 0)
-                        };
-                    }
-                }
-                // Flat index j of this chunk is output (j / width, j % width), kept when the
-                // column is below Q.
-                let chunk_start = chunk * FWD_CHUNK;
-                let chunk_end = (chunk_start + FWD_CHUNK).min(flat_len);
-                for (kk, row) in (first_block * FWD_K..kg).zip(tiles.chunks_exact(FWD_CHUNK)) {
-                    let k = g * kg + kk;
-                    let b = bias.map_or(0.0, |b| b[k]);
-                    let plane = pb.y_index(n, k, 0, 0);
-                    let mut j = chunk_start;
-                    while j < chunk_end {
-                        let (p, q) = (j / xs.width, j % xs.width);
-                        let run = (xs.width - q).min(chunk_end - j);
-                        if q < pb.q {
-                            let src = &row[j - chunk_start..][..run.min(pb.q - q)];
-                            // SAFETY: (n, k, p, q..q + len) is inside Y (p < P, q + len ≤ Q),
-                            // and no other item writes it: items own disjoint (group, image,
-                            // chunk of flat outputs, output channels).
+    let write = |y: &mut [MaybeUninit<f32>]| {
+        let out = SharedOut(y.as_mut_ptr().cast::<f32>());
+        (0..groups * pb.n * chunks * parts)
+            .into_par_iter()
+            .for_each_init(
+                || vec![0f32; PART_K_BLOCKS * tile_len],
+                |tiles, item| {
+                    let (region, part) = (item / parts, item % parts);
+                    let (g, n, chunk) = (
+                        region / (pb.n * chunks),
+                        region / chunks % pb.n,
+                        region % chunks,
+                    );
+                    let start = xs.channel(n, g * cg) + chunk * FWD_CHUNK;
+                    let first_block = part * PART_K_BLOCKS;
+                    let blocks = PART_K_BLOCKS.min(k_blocks - first_block);
+                    let tiles = &mut tiles[..blocks * tile_len];
+                    for c0 in (0..cg).step_by(c_block) {
+                        let c_count = c_block.min(cg - c0);
+                        for (i, tile) in tiles.chunks_exact_mut(tile_len).enumerate() {
+                            let block = (g * k_blocks + first_block + i) * block_len;
+                            let weights = &packed[block + c0 * taps * FWD_K..block + block_len];
+                            let x = &xs.data[start + c0 * xs.plane_len..];
+                            // SAFETY: `available()` was checked by the caller; the furthest load
+                            // is start + (cg − 1)·plane_len + max tap + FWD_CHUNK − 1, inside
+                            // `xs.data` by the slack PhasePlanes::new adds (max shift +
+                            // chunks·FWD_CHUNK past the last plane).
                             unsafe {
-                                let dst = out.at(plane + p * pb.q + q);
-                                for (t, v) in src.iter().enumerate() {
-                                    *dst.add(t) = v + b;
+                                forward_tile(
+                                    x,
+                                    c_count,
+                                    xs.plane_len,
+                                    &xs.taps,
+                                    weights,
+                                    tile,
+                                    c0 > 0,
+                                )
+                            };
+                        }
+                    }
+                    // Flat index j of this chunk is output (j / width, j % width), kept when the
+                    // column is below Q.
+                    let chunk_start = chunk * FWD_CHUNK;
+                    let chunk_end = (chunk_start + FWD_CHUNK).min(flat_len);
+                    for (kk, row) in (first_block * FWD_K..kg).zip(tiles.chunks_exact(FWD_CHUNK)) {
+                        let k = g * kg + kk;
+                        let b = bias.map_or(0.0, |b| b[k]);
+                        let plane = pb.y_index(n, k, 0, 0);
+                        let mut j = chunk_start;
+                        while j < chunk_end {
+                            let (p, q) = (j / xs.width, j % xs.width);
+                            let run = (xs.width - q).min(chunk_end - j);
+                            if q < pb.q {
+                                let src = &row[j - chunk_start..][..run.min(pb.q - q)];
+                                // SAFETY: (n, k, p, q..q + len) is inside Y (p < P, q + len ≤ Q),
+                                // and no other item writes it: items own disjoint (group, image,
+                                // chunk of flat outputs, output channels).
+                                unsafe {
+                                    let dst = out.at(plane + p * pb.q + q);
+                                    for (t, v) in src.iter().enumerate() {
+                                        *dst.add(t) = v + b;
+                                    }
                                 }
                             }
+                            j += run;
                         }
-                        j += run;
                     }
-                }
-            },
-        );
-    y
+                },
+            );
+    };
+    // SAFETY: the items write every element of Y: each (group, image, chunk, part) covers its
+    // chunk's flat outputs with q < Q for the part's output channels, and together they cover
+    // all of them.
+    unsafe { written_by(pb.y_len(), write) }
 }
 
 /// out[i·FWD_CHUNK + l] (+)= Σ_{c, t} weights[(c·T + t)·FWD_K + i] · x[c·plane_len + taps[t] + l]

@@ -16,9 +16,11 @@
 //! one phase with a contiguous row, so the phases are just more source planes ([`Phase`]).
 
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use crate::cpu::output::{as_uninit, written_by};
 use crate::problem::ConvProblem;
 
 const LANES: usize = 16;
@@ -138,7 +140,7 @@ const ROWS: usize = 4;
 /// # Safety
 /// The CPU supports AVX-512F.
 #[target_feature(enable = "avx512f")]
-unsafe fn gather_plane(out: &mut [f32], cols: usize, sources: &[Source]) {
+unsafe fn gather_plane(out: &mut [MaybeUninit<f32>], cols: usize, sources: &[Source]) {
     let rows = out.len() / cols;
     let full = rows - rows % ROWS;
     for row0 in (0..full).step_by(ROWS) {
@@ -156,7 +158,7 @@ unsafe fn gather_plane(out: &mut [f32], cols: usize, sources: &[Source]) {
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn gather_row_group<const N: usize>(
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
     cols: usize,
     row0: usize,
     sources: &[Source],
@@ -179,7 +181,7 @@ unsafe fn gather_row_group<const N: usize>(
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn gather_tile<const N: usize, const V: usize>(
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
     cols: usize,
     row0: usize,
     v0: usize,
@@ -231,7 +233,8 @@ unsafe fn gather_tile<const N: usize, const V: usize>(
         for (v, a) in acc.iter().enumerate() {
             let col = (v0 + v) * LANES;
             let mask = inside(col as isize, cols);
-            _mm512_mask_storeu_ps(out.as_mut_ptr().add((row0 + i) * cols + col), mask, *a);
+            let at = out.as_mut_ptr().add((row0 + i) * cols + col).cast::<f32>();
+            _mm512_mask_storeu_ps(at, mask, *a);
         }
     }
 }
@@ -493,28 +496,38 @@ pub fn forward(pb: &ConvProblem, x: &[f32], w: &[f32]) -> Vec<f32> {
         .collect();
     // Tap offsets are the same for every channel, only the weights differ.
     let columns: Vec<_> = taps[0].iter().map(|t| column_groups(t)).collect();
-    let mut y = vec![0f32; pb.y_len()];
-    y.par_chunks_mut(pq)
-        .enumerate()
-        .for_each_init(Vec::new, |buf, (nk, out)| {
-            let (n, k) = (nk / pb.k, nk % pb.k);
-            let c = pb.group_of_output(k);
-            let planes = phase_planes(pb, &x[pb.x_index(n, c, 0, 0)..][..hw], &phases, buf);
-            let sources: Vec<Source> = (0..phases.len())
-                .map(|i| Source {
-                    plane: planes[i],
+    let direct = pb.params.stride == [1, 1];
+    let write = |y: &mut [MaybeUninit<f32>]| {
+        y.par_chunks_mut(pq)
+            .enumerate()
+            .for_each_init(Vec::new, |buf, (nk, out)| {
+                let (n, k) = (nk / pb.k, nk % pb.k);
+                let c = pb.group_of_output(k);
+                let plane = &x[pb.x_index(n, c, 0, 0)..][..hw];
+                let source = |i: usize, plane| Source {
+                    plane,
                     rows: phases[i].rows,
                     cols: phases[i].cols,
                     taps: &taps[k][i],
                     masks: &masks[i],
                     columns: columns[i].as_deref(),
-                })
-                .collect();
-            // SAFETY: the caller checked AVX-512F (`direct::available`); loads are masked to
-            // each plane, stores to the row.
-            unsafe { gather_plane(out, pb.q, &sources) };
-        });
-    y
+                };
+                // SAFETY: the caller checked AVX-512F (`direct::available`); loads are masked
+                // to each plane, stores to the row.
+                if direct {
+                    // The plane is its only phase: no copies, nothing allocated per plane.
+                    unsafe { gather_plane(out, pb.q, &[source(0, plane)]) };
+                    return;
+                }
+                let planes = phase_planes(pb, plane, &phases, buf);
+                let sources: Vec<Source> = (planes.iter().enumerate())
+                    .map(|(i, plane)| source(i, plane))
+                    .collect();
+                unsafe { gather_plane(out, pb.q, &sources) };
+            });
+    };
+    // SAFETY: every output plane is one chunk, and gather_plane stores each of its elements.
+    unsafe { written_by(pb.y_len(), write) }
 }
 
 /// dX of a depthwise problem: each stride phase of dX gathers the taps of its phase from the
@@ -530,47 +543,56 @@ pub fn input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Vec<f32> {
         .collect();
     let columns: Vec<_> = taps[0].iter().map(|t| column_groups(t)).collect();
     let direct = pb.params.stride == [1, 1];
-    let mut dx = vec![0f32; pb.x_len()];
-    dx.par_chunks_mut(hw)
-        .enumerate()
-        .for_each_init(Vec::new, |buf: &mut Vec<f32>, (nc, out)| {
-            let (n, c) = (nc / pb.c, nc % pb.c);
-            // Strided: every phase of dX into `buf` first, then interleaved into dX.
-            let sizes: Vec<usize> = phases.iter().map(|ph| ph.rows * ph.cols).collect();
-            if !direct {
-                buf.resize(sizes.iter().sum(), 0.0);
-            }
-            let mut at = 0;
-            for (i, ph) in phases.iter().enumerate() {
-                let sources: Vec<Source> = (c * kg..(c + 1) * kg)
-                    .map(|k| Source {
-                        plane: &dy[pb.y_index(n, k, 0, 0)..][..pq],
-                        rows: pb.p,
-                        cols: pb.q,
-                        taps: &taps[k][i],
-                        masks: &masks[i],
-                        columns: columns[i].as_deref(),
-                    })
-                    .collect();
-                if direct {
-                    // SAFETY: as in `forward`.
-                    unsafe { gather_plane(out, pb.w, &sources) };
-                    continue;
+    let write = |dx: &mut [MaybeUninit<f32>]| {
+        dx.par_chunks_mut(hw).enumerate().for_each_init(
+            Vec::new,
+            |buf: &mut Vec<f32>, (nc, out)| {
+                let (n, c) = (nc / pb.c, nc % pb.c);
+                // Strided: every phase of dX into `buf` first, then interleaved into dX.
+                let sizes: Vec<usize> = phases.iter().map(|ph| ph.rows * ph.cols).collect();
+                if !direct {
+                    buf.resize(sizes.iter().sum(), 0.0);
                 }
-                // SAFETY: as in `forward`.
-                unsafe { gather_plane(&mut buf[at..at + sizes[i]], ph.cols, &sources) };
-                at += sizes[i];
-            }
-            if !direct {
-                interleave_phases(pb, &phases, buf, out);
-            }
-        });
-    dx
+                let mut at = 0;
+                for (i, ph) in phases.iter().enumerate() {
+                    let sources: Vec<Source> = (c * kg..(c + 1) * kg)
+                        .map(|k| Source {
+                            plane: &dy[pb.y_index(n, k, 0, 0)..][..pq],
+                            rows: pb.p,
+                            cols: pb.q,
+                            taps: &taps[k][i],
+                            masks: &masks[i],
+                            columns: columns[i].as_deref(),
+                        })
+                        .collect();
+                    // SAFETY: as in `forward`.
+                    if direct {
+                        unsafe { gather_plane(out, pb.w, &sources) };
+                        continue;
+                    }
+                    let phase = as_uninit(&mut buf[at..at + sizes[i]]);
+                    unsafe { gather_plane(phase, ph.cols, &sources) };
+                    at += sizes[i];
+                }
+                if !direct {
+                    interleave_phases(pb, &phases, buf, out);
+                }
+            },
+        );
+    };
+    // SAFETY: every dX plane is one chunk, written whole by gather_plane (stride 1) or by
+    // interleave_phases (every row, every column phase).
+    unsafe { written_by(pb.x_len(), write) }
 }
 
 /// Writes the phase planes in `planes` (in `phases` order, back to back) into the H×W plane
 /// `out`: phase (a, b) row i is dX row i·sh + a, columns b, b + sw, …
-fn interleave_phases(pb: &ConvProblem, phases: &[Phase], planes: &[f32], out: &mut [f32]) {
+fn interleave_phases(
+    pb: &ConvProblem,
+    phases: &[Phase],
+    planes: &[f32],
+    out: &mut [MaybeUninit<f32>],
+) {
     let [sh, sw] = pb.params.stride;
     let starts: Vec<usize> = phases
         .iter()
@@ -594,7 +616,7 @@ fn interleave_phases(pb: &ConvProblem, phases: &[Phase], planes: &[f32], out: &m
         }
         for b in 0..per_row {
             for (d, v) in dst[b..].iter_mut().step_by(sw).zip(row_of(b)) {
-                *d = *v;
+                d.write(*v);
             }
         }
     }
@@ -606,7 +628,7 @@ fn interleave_phases(pb: &ConvProblem, phases: &[Phase], planes: &[f32], out: &m
 /// # Safety
 /// The CPU supports AVX-512F.
 #[target_feature(enable = "avx512f")]
-unsafe fn interleave2(even: &[f32], odd: &[f32], dst: &mut [f32]) {
+unsafe fn interleave2(even: &[f32], odd: &[f32], dst: &mut [MaybeUninit<f32>]) {
     assert!(even.len() == dst.len().div_ceil(2) && odd.len() == dst.len() / 2);
     let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     let high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
@@ -619,13 +641,10 @@ unsafe fn interleave2(even: &[f32], odd: &[f32], dst: &mut [f32]) {
         let at = 2 * j0;
         let first = _mm512_permutex2var_ps(e, low, o);
         let second = _mm512_permutex2var_ps(e, high, o);
+        let out = dst.as_mut_ptr().cast::<f32>();
+        _mm512_mask_storeu_ps(out.add(at), inside(at as isize, dst.len()), first);
         _mm512_mask_storeu_ps(
-            dst.as_mut_ptr().add(at),
-            inside(at as isize, dst.len()),
-            first,
-        );
-        _mm512_mask_storeu_ps(
-            dst.as_mut_ptr().wrapping_add(at + LANES),
+            out.wrapping_add(at + LANES),
             inside((at + LANES) as isize, dst.len()),
             second,
         );

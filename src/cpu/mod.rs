@@ -7,6 +7,8 @@ mod direct;
 #[cfg(target_arch = "x86_64")]
 mod direct_depthwise;
 pub mod fast;
+#[cfg(target_arch = "x86_64")]
+mod output;
 pub mod reference;
 mod scratch;
 
