@@ -4,6 +4,10 @@
 # before the next shape starts, so the compared figures are taken within a minute or two of
 # each other (this machine's speed drifts by up to 2x over minutes; benches/NOTES.md).
 #
+# Each timed process starts after SETTLE seconds of idle (default 10): right after a long
+# full-load run (Burn takes about a minute on the largest layer) this machine ran the next
+# process's first op at up to half speed (median 10.1 vs 5.8 ms, benches/NOTES.md).
+#
 # usage: benches/side_by_side.sh PEERS_DIR OUT_DIR [ROUNDS] [SHAPES.json]
 #   PEERS_DIR: a writable copy of ../shared/peers with the peers built as its README says
 #   (candle and Burn under $PEERS_TARGET, torch in the venv $TORCH_PY).
@@ -17,6 +21,7 @@ SHAPES=$(realpath "${4:-benches/shapes.json}")
 TORCH_PY=${TORCH_PY:-/tmp/torchenv/bin/python}
 PEERS_TARGET=${PEERS_TARGET:-/tmp/peers-target}
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
+SETTLE=${SETTLE:-10}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 GPUCONV=$HERE/target/release/gpuconv
 
@@ -36,9 +41,13 @@ for round in $(seq "$ROUNDS"); do
     one=$(mktemp -d)
     python3 -c 'import json, sys; json.dump([s for s in json.load(open(sys.argv[1])) if s["name"] == sys.argv[2]], open(sys.argv[3], "w"))' \
       "$SHAPES" "$name" "$one/shape.json"
+    sleep "$SETTLE"
     "$GPUCONV" bench --shapes "$one/shape.json" --json "$one/gpuconv.jsonl" >> "$dir/gpuconv.txt" 2>/dev/null
+    sleep "$SETTLE"
     (cd "$PEERS" && "$TORCH_PY" torch_bench.py "$one/shape.json" "$one/peers.jsonl") >> "$dir/torch.txt" 2>&1
+    sleep "$SETTLE"
     (cd "$PEERS/candle_bench" && RAYON_NUM_THREADS=2 "$PEERS_TARGET/candle/release/candle_bench" "$one/shape.json" "$one/peers.jsonl") >> "$dir/candle.txt" 2>&1
+    sleep "$SETTLE"
     (cd "$PEERS/burn_bench" && "$PEERS_TARGET/burn/release/burn_bench" "$one/shape.json" "$one/peers.jsonl") >> "$dir/burn.txt" 2>&1
     cat "$one/gpuconv.jsonl" >> "$dir/gpuconv.jsonl"
     cat "$one/peers.jsonl" >> "$dir/peers.jsonl"
