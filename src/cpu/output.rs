@@ -14,9 +14,10 @@ pub(crate) unsafe fn written_by(
     write: impl FnOnce(&mut [MaybeUninit<f32>]),
 ) -> Vec<f32> {
     let mut out = Vec::with_capacity(len);
-    if cfg!(debug_assertions) {
-        // Debug builds (`cargo test` without --release) poison the output, so an element a
-        // writer misses fails the comparison with the reference instead of reading stale memory.
+    if cfg!(any(debug_assertions, test)) {
+        // Debug builds and this crate's unit tests (below, also under --release) poison the
+        // output, so an element a writer misses fails the comparison with the reference
+        // instead of passing on stale memory.
         out.resize(len, f32::NAN);
         out.clear();
     }
@@ -31,4 +32,91 @@ pub(crate) fn as_uninit(s: &mut [f32]) -> &mut [MaybeUninit<f32>] {
     // SAFETY: MaybeUninit<f32> has f32's layout, and the writers only store initialised f32s,
     // so `s` stays initialised.
     unsafe { &mut *(s as *mut [f32] as *mut [MaybeUninit<f32>]) }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every kernel that writes through [`written_by`], on problems with tails, strides, phases
+    //! and padding, against the f64 reference with the output poisoned (NaN) first.
+    use crate::cpu::{direct, direct_depthwise, reference};
+    use crate::metrics::compare;
+    use crate::{ConvParams, ConvProblem};
+
+    fn tensor(len: usize, seed: &mut u64) -> Vec<f32> {
+        (0..len)
+            .map(|_| {
+                *seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn assert_matches(what: &str, got: &[f32], want: &[f32]) {
+        let e = compare(got, want);
+        assert!(e.within_tolerance(), "{what}: {e:?}");
+    }
+
+    #[test]
+    fn unzeroed_outputs_are_written_whole() {
+        if !direct::available() {
+            eprintln!("no AVX-512F: the kernels that write unzeroed outputs do not run here");
+            return;
+        }
+        let cases = [
+            // Depthwise, stride 1 (the plane is its own phase) and strided with K = 2C.
+            (
+                [2, 8, 9, 21],
+                [8, 1, 3, 3],
+                ConvParams::default().groups(8).padding(1, 1),
+            ),
+            (
+                [2, 6, 11, 13],
+                [12, 1, 3, 2],
+                ConvParams::default()
+                    .groups(6)
+                    .stride(2, 3)
+                    .dilation(2, 1)
+                    .padding(2, 1),
+            ),
+            // Dense direct forward: tails on both tile axes; strided with groups.
+            (
+                [2, 5, 17, 19],
+                [7, 5, 3, 3],
+                ConvParams::default().padding(1, 1),
+            ),
+            (
+                [2, 6, 20, 23],
+                [8, 3, 3, 3],
+                ConvParams::default()
+                    .groups(2)
+                    .stride(2, 2)
+                    .padding_tlbr(1, 0, 2, 1),
+            ),
+        ];
+        let mut seed = 0x5eed;
+        for (xs, ws, params) in cases {
+            let pb = ConvProblem::new(&xs, &ws, params).unwrap();
+            let (x, w, dy) = (
+                tensor(pb.x_len(), &mut seed),
+                tensor(pb.w_len(), &mut seed),
+                tensor(pb.y_len(), &mut seed),
+            );
+            let what = |op: &str| format!("{op} x={xs:?} w={ws:?} {params:?}");
+            let y = reference::forward(&pb, &x, &w, None).unwrap();
+            if pb.is_depthwise() {
+                assert_matches(
+                    &what("forward"),
+                    &direct_depthwise::forward(&pb, &x, &w),
+                    &y,
+                );
+                let dx = reference::input_grad(&pb, &dy, &w).unwrap();
+                let got = direct_depthwise::input_grad(&pb, &dy, &w);
+                assert_matches(&what("input-grad"), &got, &dx);
+            } else {
+                assert_matches(&what("forward"), &direct::forward(&pb, &x, &w, None), &y);
+            }
+        }
+    }
 }
