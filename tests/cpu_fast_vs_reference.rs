@@ -232,8 +232,15 @@ fn direct_depthwise_edges_match_reference() {
             p().groups(3).padding_tlbr(0, 3, 2, 1),
         ),
         case("1x1 output", [1, 5, 3, 3], [5, 1, 3, 3], p().groups(5)),
-        // Column groups: 2-row planes (every window crosses the edge), and 7 rows of taps
-        // (past the longest group, so the per-tap loop).
+        // Column groups (forward, input and weight gradients): 2-row planes (every window
+        // crosses the edge), groups of 4 rows, and 7 rows of taps (past the longest group, so
+        // the per-tap loops).
+        case(
+            "4-row groups",
+            [2, 2, 11, 17],
+            [2, 1, 4, 2],
+            p().groups(2).padding_tlbr(2, 0, 1, 1),
+        ),
         case(
             "2-row plane",
             [2, 3, 2, 40],
