@@ -296,7 +296,6 @@ unsafe fn column_window<const N: usize, const V: usize, const R: usize>(
 #[target_feature(enable = "avx512f")]
 unsafe fn shifted_dots(g: &[f32], cols: usize, src: &Source, sums: &mut [f32]) {
     let rows = g.len() / cols;
-    let full = rows - rows % ROWS;
     if let Some(groups) = src.columns {
         for grp in groups {
             match grp.len {
@@ -309,6 +308,7 @@ unsafe fn shifted_dots(g: &[f32], cols: usize, src: &Source, sums: &mut [f32]) {
         }
         return;
     }
+    let full = rows - rows % ROWS;
     let taps = src.taps.len();
     for (t, sum) in sums.iter_mut().enumerate().take(taps) {
         // One accumulator per row of a group of four, for the same reason as in gather_plane.
@@ -641,13 +641,13 @@ pub fn input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Vec<f32> {
         .collect();
     let columns: Vec<_> = taps[0].iter().map(|t| column_groups(t)).collect();
     let direct = pb.params.stride == [1, 1];
+    let sizes: Vec<usize> = phases.iter().map(|ph| ph.rows * ph.cols).collect();
     let write = |dx: &mut [MaybeUninit<f32>]| {
         dx.par_chunks_mut(hw).enumerate().for_each_init(
             Vec::new,
             |buf: &mut Vec<f32>, (nc, out)| {
                 let (n, c) = (nc / pb.c, nc % pb.c);
                 // Strided: every phase of dX into `buf` first, then interleaved into dX.
-                let sizes: Vec<usize> = phases.iter().map(|ph| ph.rows * ph.cols).collect();
                 if !direct {
                     buf.resize(sizes.iter().sum(), 0.0);
                 }
