@@ -1,8 +1,8 @@
-// Bias gradient db[k] = Σ_{n,p,q} dY[n,k,p,q]: one workgroup per channel k, each invocation
-// sums a fixed strided share, then a tree in workgroup memory; the order never changes, so
-// results repeat bit for bit.
+// Bias gradient db[k] = Σ_{n,i} dY[n,k,i] over the plane's `plane` elements: one workgroup per
+// channel k, each invocation sums a fixed strided share, then a tree in workgroup memory; the
+// order never changes, so results repeat bit for bit.
 
-@group(0) @binding(0) var<uniform> cv: Conv;
+@group(0) @binding(0) var<uniform> bg: BiasGrad;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> db: array<f32>;
 
@@ -15,14 +15,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
     // Every invocation of the workgroup reaches the barriers: no early return before them.
     let k = linear_workgroup(wid, nwg);
-    let k_in_range = k < cv.k;
-    let pq = cv.p * cv.q;
+    let k_in_range = k < bg.k;
     var sum = 0.0;
     if k_in_range {
-        for (var n = 0u; n < cv.n; n++) {
-            let base = (n * cv.k + k) * pq;
-            for (var i = lid.x; i < pq; i += WG) {
-                sum += dy[base + i];
+        // A count of steps rather than `i < plane; i += WG`, which could wrap near 2^32.
+        let steps = select(0u, (bg.plane - lid.x - 1u) / WG + 1u, lid.x < bg.plane);
+        for (var n = 0u; n < bg.n; n++) {
+            let base = (n * bg.k + k) * bg.plane + lid.x;
+            for (var j = 0u; j < steps; j++) {
+                sum += dy[base + j * WG];
             }
         }
     }

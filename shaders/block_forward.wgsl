@@ -13,19 +13,22 @@
 const A_K_FASTEST = false;
 const B_K_FASTEST = true;
 
-var<private> group: u32;
+struct Slice { group: u32 }
 
-fn red_range(rest: u32) -> vec2<u32> {
-    group = rest;
+fn slice_of(rest: u32) -> Slice {
+    return Slice(rest);
+}
+
+fn red_range(sl: Slice) -> vec2<u32> {
     return vec2(0u, cv.cg * cv.r * cv.s);
 }
 
 struct ARow { x_base: u32, ih0: i32, iw0: i32 }
 
-fn a_row(m: u32) -> ARow {
+fn a_row(sl: Slice, m: u32) -> ARow {
     let pq = cv.p * cv.q;
     let pix = m % pq;
-    return ARow(((m / pq) * cv.c + group * cv.cg) * cv.h * cv.w,
+    return ARow(((m / pq) * cv.c + sl.group * cv.cg) * cv.h * cv.w,
                 i32(pix / cv.q * cv.stride_h) - i32(cv.pad_top),
                 i32(pix % cv.q * cv.stride_w) - i32(cv.pad_left));
 }
@@ -47,17 +50,17 @@ fn a_load(row: ARow, t: u32) -> f32 {
 
 struct BCol { w_base: u32 }
 
-fn b_col(n: u32) -> BCol {
-    return BCol((group * cv.kg + n) * cv.cg * cv.r * cv.s);
+fn b_col(sl: Slice, n: u32) -> BCol {
+    return BCol((sl.group * cv.kg + n) * cv.cg * cv.r * cv.s);
 }
 
 fn b_load(col: BCol, t: u32) -> f32 {
     return wt[col.w_base + t];
 }
 
-fn store_c(m: u32, n: u32, v: f32) {
+fn store_c(sl: Slice, m: u32, n: u32, v: f32) {
     let pq = cv.p * cv.q;
-    let k = group * cv.kg + n;
+    let k = sl.group * cv.kg + n;
     var b = 0.0;
     if cv.has_bias != 0u { b = bias[k]; }
     y[((m / pq) * cv.k + k) * pq + m % pq] = v + b;

@@ -14,24 +14,27 @@
 const A_K_FASTEST = false;
 const B_K_FASTEST = true;
 
-var<private> group: u32;
+struct Slice { group: u32 }
 
-fn red_range(rest: u32) -> vec2<u32> {
-    group = rest;
+fn slice_of(rest: u32) -> Slice {
+    return Slice(rest);
+}
+
+fn red_range(sl: Slice) -> vec2<u32> {
     return vec2(0u, cv.kg * cv.tap_rn * cv.tap_sn);
 }
 
 // th, tw: the pixel's padded coordinates h + pad_top, w + pad_left.
 struct ARow { dy_base: u32, th: i32, tw: i32, dx_off: u32 }
 
-fn a_row(m: u32) -> ARow {
+fn a_row(sl: Slice, m: u32) -> ARow {
     let phase_pix = cv.phase_rows_h * cv.phase_rows_w;
     let n = m / phase_pix;
     let h = cv.phase_h + ((m % phase_pix) / cv.phase_rows_w) * cv.stride_h;
     let w = cv.phase_w + ((m % phase_pix) % cv.phase_rows_w) * cv.stride_w;
-    return ARow((n * cv.k + group * cv.kg) * cv.p * cv.q,
+    return ARow((n * cv.k + sl.group * cv.kg) * cv.p * cv.q,
                 i32(h + cv.pad_top), i32(w + cv.pad_left),
-                (n * cv.c + group * cv.cg) * cv.h * cv.w + h * cv.w + w);
+                (n * cv.c + sl.group * cv.cg) * cv.h * cv.w + h * cv.w + w);
 }
 
 // t = (k, i, j) → tap (r, s) = (tap_r0 + i·tap_r_step, tap_s0 + j·tap_s_step).
@@ -60,17 +63,18 @@ fn a_load(row: ARow, t: u32) -> f32 {
     return select(0.0, v, ok);
 }
 
-struct BCol { c: u32 }
+// Input channel n of the group: its weight column (c, 0, 0) within output channel 0 of the group.
+struct BCol { w_col: u32 }
 
-fn b_col(n: u32) -> BCol {
-    return BCol(n);
+fn b_col(sl: Slice, n: u32) -> BCol {
+    return BCol((sl.group * cv.kg * cv.cg + n) * cv.r * cv.s);
 }
 
 fn b_load(col: BCol, t: u32) -> f32 {
     let tap = tap_of(t);
-    return wt[(((group * cv.kg + tap.k) * cv.cg) + col.c) * cv.r * cv.s + tap.r * cv.s + tap.s];
+    return wt[col.w_col + tap.k * cv.cg * cv.r * cv.s + tap.r * cv.s + tap.s];
 }
 
-fn store_c(m: u32, n: u32, v: f32) {
-    dx[a_row(m).dx_off + n * cv.h * cv.w] = v;
+fn store_c(sl: Slice, m: u32, n: u32, v: f32) {
+    dx[a_row(sl, m).dx_off + n * cv.h * cv.w] = v;
 }

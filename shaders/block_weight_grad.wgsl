@@ -13,22 +13,24 @@
 const A_K_FASTEST = true;
 const B_K_FASTEST = true;
 
-var<private> group: u32;
-var<private> split: u32;
+struct Slice { group: u32, split: u32 }
 
-fn red_range(rest: u32) -> vec2<u32> {
-    group = rest % cv.groups;
-    split = rest / cv.groups;
-    let t0 = split * cv.split_len;
-    return vec2(t0, min(t0 + cv.split_len, cv.red_len));
+fn slice_of(rest: u32) -> Slice {
+    return Slice(rest % cv.groups, rest / cv.groups);
+}
+
+// The host never makes an empty split, so t0 < red_len and the end cannot wrap.
+fn red_range(sl: Slice) -> vec2<u32> {
+    let t0 = sl.split * cv.split_len;
+    return vec2(t0, t0 + min(cv.split_len, cv.red_len - t0));
 }
 
 struct ARow { x_c: u32, off_h: i32, off_w: i32 }
 
-fn a_row(m: u32) -> ARow {
+fn a_row(sl: Slice, m: u32) -> ARow {
     let rs = cv.r * cv.s;
     let tap = m % rs;
-    return ARow((group * cv.cg + m / rs) * cv.h * cv.w,
+    return ARow((sl.group * cv.cg + m / rs) * cv.h * cv.w,
                 i32(tap / cv.s * cv.dil_h) - i32(cv.pad_top),
                 i32(tap % cv.s * cv.dil_w) - i32(cv.pad_left));
 }
@@ -50,8 +52,8 @@ fn a_load(row: ARow, t: u32) -> f32 {
 
 struct BCol { dy_k: u32 }
 
-fn b_col(n: u32) -> BCol {
-    return BCol((group * cv.kg + n) * cv.p * cv.q);
+fn b_col(sl: Slice, n: u32) -> BCol {
+    return BCol((sl.group * cv.kg + n) * cv.p * cv.q);
 }
 
 fn b_load(col: BCol, t: u32) -> f32 {
@@ -60,7 +62,7 @@ fn b_load(col: BCol, t: u32) -> f32 {
     return dy[n * cv.k * pq + col.dy_k + (t - n * pq)];
 }
 
-fn store_c(m: u32, n: u32, v: f32) {
+fn store_c(sl: Slice, m: u32, n: u32, v: f32) {
     let crs = cv.cg * cv.r * cv.s;
-    partial[split * cv.out_len + (group * cv.kg + n) * crs + m] = v;
+    partial[sl.split * cv.out_len + (sl.group * cv.kg + n) * crs + m] = v;
 }

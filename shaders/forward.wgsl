@@ -1,11 +1,8 @@
-// Forward convolution Y = conv(X, W) (+ b) as an implicit GEMM: GEMM rows are output pixels
-// (n, p, q), columns are output channels of one group, the reduction runs over that group's
-// (c, r, s); the group is part of the grid.
-//
-// Tile (see gpu/kernels.rs): each invocation holds LANE_TILE pixels × UNIFORM_TILE channels.
-// The pixels differ per invocation (gathered X loads); the channels are the same for the whole
-// workgroup, so their weight loads are uniform (one scalar load broadcast on SIMD back ends).
-// `//#for` blocks are unrolled by the host so the tile lives in registers.
+// Forward convolution Y = conv(X, W) (+ b) as an implicit GEMM on the register core
+// (shared/register_gemm.wgsl, appended): lane items are output pixels (n, p, q), uniform items
+// the group's output channels k, and the reduction runs over the group's (c, r, s) with the
+// taps (r, s) as segments, so each pixel's input offset and padding test are worked out once
+// per tap and the inner loop over channels is one load per pixel and one per channel.
 
 @group(0) @binding(0) var<uniform> cv: Conv;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -13,82 +10,90 @@
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-override WG: u32 = 32u;
+alias Acc = f32;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_id) lid: vec3<u32>) {
-    let tile = linear_workgroup(wid, nwg);
-    if tile >= cv.tiles_total { return; }
-    let tile_m = tile % cv.tiles_m;
-    let tile_n = (tile / cv.tiles_m) % cv.tiles_n;
-    let g = tile / (cv.tiles_m * cv.tiles_n);
+fn grid() -> Grid {
+    return Grid(cv.tiles_m, cv.tiles_n, cv.tiles_total, cv.rows, cv.cols);
+}
 
-    let hw = cv.h * cv.w;
-    let rs = cv.r * cv.s;
+struct Slice { group: u32 }
+
+fn slice_of(rest: u32) -> Slice {
+    return Slice(rest);
+}
+
+// Output pixel m: X of its image at the group's first channel, its top-left padded input
+// coordinate, and its place in Y at channel 0.
+struct Lane { x_base: u32, ih0: i32, iw0: i32, y_off: u32 }
+
+fn lane(sl: Slice, m: u32) -> Lane {
     let pq = cv.p * cv.q;
+    let n = m / pq;
+    let pix = m % pq;
+    return Lane((n * cv.c + sl.group * cv.cg) * cv.h * cv.w,
+                i32(pix / cv.q * cv.stride_h) - i32(cv.pad_top),
+                i32(pix % cv.q * cv.stride_w) - i32(cv.pad_left),
+                n * cv.k * pq + pix);
+}
+
+// Output channel n of the group: its weight row and its bias (loaded once per channel, not
+// per stored element: 1024 branches in the store made the pipeline slow to compile).
+struct Uni { k: u32, w_base: u32, b: f32 }
+
+fn uni(sl: Slice, n: u32) -> Uni {
+    let k = sl.group * cv.kg + n;
+    var b = 0.0;
+    if cv.has_bias != 0u { b = bias[k]; }
+    return Uni(k, k * cv.cg * cv.r * cv.s, b);
+}
+
+fn segments(sl: Slice) -> u32 {
+    return cv.r * cv.s;
+}
+
+struct Seg { tap: u32, dh: i32, dw: i32 }
+
+fn segment(sl: Slice, i: u32) -> Seg {
+    let r = i / cv.s;
+    return Seg(i, i32(r * cv.dil_h), i32((i - r * cv.s) * cv.dil_w));
+}
+
+// The pixel's X offset under this tap (clamped) and whether it is inside X.
+struct LaneSeg { off: u32, ok: bool }
+
+fn lane_seg(l: Lane, sg: Seg) -> LaneSeg {
+    let ih = l.ih0 + sg.dh;
+    let iw = l.iw0 + sg.dw;
     let h_max = i32(cv.h) - 1;
     let w_max = i32(cv.w) - 1;
+    let ok = ih >= 0 && ih <= h_max && iw >= 0 && iw <= w_max;
+    return LaneSeg(l.x_base + u32(clamp(ih, 0, h_max)) * cv.w + u32(clamp(iw, 0, w_max)), ok);
+}
 
-    // Lane items: pixels WG apart so neighbouring invocations read neighbouring pixels.
-//#for i in LANE_TILE
-    let m{i} = (tile_m * LANE_TILE + {i}u) * WG + lid.x;
-    let mm{i} = min(m{i}, cv.rows - 1u);
-    let x_base{i} = ((mm{i} / pq) * cv.c + g * cv.cg) * hw;
-    let ih0_{i} = i32((mm{i} % pq) / cv.q * cv.stride_h) - i32(cv.pad_top);
-    let iw0_{i} = i32((mm{i} % cv.q) * cv.stride_w) - i32(cv.pad_left);
-//#end
-    // Uniform items: output channels (clamped; the store skips the excess).
-    let k0 = tile_n * UNIFORM_TILE;
-//#for j in UNIFORM_TILE
-    let w_base{j} = (g * cv.kg + min(k0 + {j}u, cv.kg - 1u)) * cv.cg * rs;
-//#end
-//#for j in UNIFORM_TILE
-//#for i in LANE_TILE
-    var acc{j}_{i} = 0.0;
-//#end
-//#end
+fn seg_range(sl: Slice, sg: Seg) -> vec2<u32> {
+    return vec2(0u, cv.cg);
+}
 
-    // Taps outermost: each pixel's input offset and padding test are worked out once per tap,
-    // and the innermost loop over channels is one load per pixel and one per channel.
-    for (var r = 0u; r < cv.r; r++) {
-        let dh = i32(r * cv.dil_h);
-        for (var s = 0u; s < cv.s; s++) {
-            let dw = i32(s * cv.dil_w);
-            // Padding reads a clamped in-bounds element and selects zero: no branch.
-//#for i in LANE_TILE
-            let ih{i} = ih0_{i} + dh;
-            let iw{i} = iw0_{i} + dw;
-            let ok{i} = ih{i} >= 0 && ih{i} <= h_max && iw{i} >= 0 && iw{i} <= w_max;
-            let off{i} = x_base{i} + u32(clamp(ih{i}, 0, h_max)) * cv.w + u32(clamp(iw{i}, 0, w_max));
-//#end
-            let tap = r * cv.s + s;
-            for (var c = 0u; c < cv.cg; c++) {
-//#for i in LANE_TILE
-                let a{i} = select(0.0, x[off{i} + c * hw], ok{i});
-//#end
-                let w_off = c * rs + tap;
-//#for j in UNIFORM_TILE
-                let b{j} = wt[w_base{j} + w_off];
-//#for i in LANE_TILE
-                acc{j}_{i} = fma(a{i}, b{j}, acc{j}_{i});
-//#end
-//#end
-            }
-        }
-    }
+struct Step { c: u32 }
 
-//#for j in UNIFORM_TILE
-    if k0 + {j}u < cv.kg {
-        let kk = g * cv.kg + k0 + {j}u;
-        var b = 0.0;
-        if cv.has_bias != 0u { b = bias[kk]; }
-//#for i in LANE_TILE
-        if m{i} < cv.rows {
-            y[((m{i} / pq) * cv.k + kk) * pq + m{i} % pq] = acc{j}_{i} + b;
-        }
-//#end
-    }
-//#end
+fn step_at(sl: Slice, sg: Seg, t: u32) -> Step {
+    return Step(t);
+}
+
+fn step_next(st: Step) -> Step {
+    return Step(st.c + 1u);
+}
+
+// Padding reads a clamped in-bounds element and selects zero, which the weight then multiplies
+// (0·NaN = NaN, as PyTorch): no branch.
+fn lane_load(ls: LaneSeg, st: Step) -> f32 {
+    return select(0.0, x[ls.off + st.c * cv.h * cv.w], ls.ok);
+}
+
+fn uni_load(u: Uni, sg: Seg, st: Step) -> f32 {
+    return wt[u.w_base + st.c * cv.r * cv.s + sg.tap];
+}
+
+fn store(sl: Slice, l: Lane, u: Uni, acc: f32) {
+    y[l.y_off + u.k * cv.p * cv.q] = acc + u.b;
 }

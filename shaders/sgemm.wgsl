@@ -1,59 +1,73 @@
-// Plain SGEMM C = A·B (A: M×K, B: K×N, C: M×N, row-major, N a multiple of 4): the ceiling
-// micro-benchmark (`gpuconv sgemm`). It is the conv kernels' tile without any index mapping:
-// each invocation holds LANE_TILE vec4 column quads × UNIFORM_TILE rows; the rows are shared by
-// the workgroup, so A loads are uniform. Uniform fields used: rows = M, cols = N, red_len = K,
-// tiles_m (lane tiles over N/4 quads), tiles_n (uniform tiles over M), tiles_total.
+// Plain SGEMM C = A·B (A: M×K, B: K×N, C: M×N, row-major, N a multiple of 4) on the register
+// core (shared/register_gemm.wgsl, appended): the ceiling micro-benchmark (`gpuconv sgemm`),
+// the conv kernels' tile without any index mapping. Lane items are vec4 column quads of B and C,
+// uniform items rows of A (their loads are uniform).
 
-@group(0) @binding(0) var<uniform> cv: Conv;
+@group(0) @binding(0) var<uniform> sg: Sgemm;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> c: array<vec4<f32>>;
 
-override WG: u32 = 32u;
+alias Acc = vec4<f32>;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_id) lid: vec3<u32>) {
-    let tile = linear_workgroup(wid, nwg);
-    if tile >= cv.tiles_total { return; }
-    let tile_m = tile % cv.tiles_m;
-    let tile_n = tile / cv.tiles_m;
-    let quads = cv.cols / 4u;
+fn grid() -> Grid {
+    return Grid(sg.tiles_m, sg.tiles_n, sg.tiles_total, sg.n / 4u, sg.m);
+}
 
-//#for i in LANE_TILE
-    let col{i} = (tile_m * LANE_TILE + {i}u) * WG + lid.x;
-    let cl{i} = min(col{i}, quads - 1u);
-//#end
-    let m0 = tile_n * UNIFORM_TILE;
-//#for j in UNIFORM_TILE
-    let a_row{j} = min(m0 + {j}u, cv.rows - 1u) * cv.red_len;
-//#end
-//#for j in UNIFORM_TILE
-//#for i in LANE_TILE
-    var acc{j}_{i} = vec4<f32>();
-//#end
-//#end
+struct Slice { unused: u32 }
 
-    for (var t = 0u; t < cv.red_len; t++) {
-//#for i in LANE_TILE
-        let b{i} = b[t * quads + cl{i}];
-//#end
-//#for j in UNIFORM_TILE
-        let a{j} = vec4(a[a_row{j} + t]);
-//#for i in LANE_TILE
-        acc{j}_{i} = fma(a{j}, b{i}, acc{j}_{i});
-//#end
-//#end
-    }
+fn slice_of(rest: u32) -> Slice {
+    return Slice(rest);
+}
 
-//#for j in UNIFORM_TILE
-    if m0 + {j}u < cv.rows {
-//#for i in LANE_TILE
-        if col{i} < quads {
-            c[(m0 + {j}u) * quads + col{i}] = acc{j}_{i};
-        }
-//#end
-    }
-//#end
+struct Lane { quad: u32 }
+
+fn lane(sl: Slice, m: u32) -> Lane {
+    return Lane(m);
+}
+
+struct Uni { row: u32, a_row: u32 }
+
+fn uni(sl: Slice, n: u32) -> Uni {
+    return Uni(n, n * sg.k);
+}
+
+fn segments(sl: Slice) -> u32 {
+    return 1u;
+}
+
+struct Seg { unused: u32 }
+
+fn segment(sl: Slice, i: u32) -> Seg {
+    return Seg(i);
+}
+
+fn lane_seg(l: Lane, s: Seg) -> Lane {
+    return l;
+}
+
+fn seg_range(sl: Slice, s: Seg) -> vec2<u32> {
+    return vec2(0u, sg.k);
+}
+
+struct Step { t: u32 }
+
+fn step_at(sl: Slice, s: Seg, t: u32) -> Step {
+    return Step(t);
+}
+
+fn step_next(st: Step) -> Step {
+    return Step(st.t + 1u);
+}
+
+fn lane_load(l: Lane, st: Step) -> vec4<f32> {
+    return b[st.t * (sg.n / 4u) + l.quad];
+}
+
+fn uni_load(u: Uni, s: Seg, st: Step) -> vec4<f32> {
+    return vec4(a[u.a_row + st.t]);
+}
+
+fn store(sl: Slice, l: Lane, u: Uni, acc: vec4<f32>) {
+    c[u.row * (sg.n / 4u) + l.quad] = acc;
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// Which tensor an error is about, for messages that name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TensorRole {
     /// The input X (N, C, H, W).
     Input,
@@ -11,10 +11,16 @@ pub enum TensorRole {
     Weight,
     /// The bias b (K,).
     Bias,
-    /// The output Y or its gradient dY (N, K, P, Q).
+    /// The output Y (N, K, P, Q).
     Output,
     /// The output gradient dY (N, K, P, Q).
     OutputGrad,
+    /// The input gradient dX (N, C, H, W).
+    InputGrad,
+    /// The weight gradient dW (K, C/groups, R, S).
+    WeightGrad,
+    /// The bias gradient db (K,).
+    BiasGrad,
 }
 
 impl fmt::Display for TensorRole {
@@ -25,8 +31,20 @@ impl fmt::Display for TensorRole {
             TensorRole::Bias => "bias b",
             TensorRole::Output => "output y",
             TensorRole::OutputGrad => "output gradient dy",
+            TensorRole::InputGrad => "input gradient dx",
+            TensorRole::WeightGrad => "weight gradient dw",
+            TensorRole::BiasGrad => "bias gradient db",
         })
     }
+}
+
+/// What a tensor that is not ready to use is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    /// Its recorder has not been submitted yet.
+    Unsubmitted,
+    /// Its recorder was dropped without being submitted: the tensor was never written.
+    Abandoned,
 }
 
 /// Everything that can go wrong in gpuconv. Every message names the offending values.
@@ -58,6 +76,16 @@ pub enum Error {
         what: &'static str,
         /// The value given (height, width).
         value: [usize; 2],
+    },
+    /// A stride, dilation, padding or group count beyond what any problem needs.
+    #[error("{what} = {value} is too large (at most {limit})")]
+    ParamTooLarge {
+        /// Which parameter, e.g. "padding (top)".
+        what: &'static str,
+        /// The value given.
+        value: usize,
+        /// The largest value accepted.
+        limit: usize,
     },
     /// groups is zero.
     #[error("groups must be at least 1, got 0")]
@@ -98,13 +126,13 @@ pub enum Error {
         /// Trailing padding.
         pad_hi: usize,
         /// size + pad_lo + pad_hi.
-        padded: usize,
+        padded: u128,
         /// Kernel size on that axis.
         kernel: usize,
         /// Dilation on that axis.
         dilation: usize,
         /// dilation·(kernel−1)+1.
-        dilated: usize,
+        dilated: u128,
     },
     /// A tensor's shape does not match the one the problem requires.
     #[error("{role} has shape {got:?} but the problem requires {expected:?}")]
@@ -124,11 +152,21 @@ pub enum Error {
         /// Elements given.
         got: usize,
         /// Elements the shape needs.
-        expected: usize,
+        expected: u128,
         /// The shape.
         shape: Vec<usize>,
     },
-    /// A size overflows the index arithmetic.
+    /// Data given for an upload does not match the shape it is uploaded as.
+    #[error("upload: {got} elements given for shape {shape:?}, which needs {expected}")]
+    UploadLength {
+        /// Elements given.
+        got: usize,
+        /// Elements the shape needs.
+        expected: u128,
+        /// The shape.
+        shape: Vec<usize>,
+    },
+    /// A size overflows the index arithmetic or the address space.
     #[error("{what} = {value} is too large (limit {limit})")]
     TooLarge {
         /// What is too large.
@@ -137,6 +175,14 @@ pub enum Error {
         value: u128,
         /// The limit.
         limit: u128,
+    },
+    /// Host memory for a buffer could not be allocated.
+    #[error("{what} needs {bytes} bytes of host memory, which could not be allocated")]
+    OutOfHostMemory {
+        /// Which buffer.
+        what: String,
+        /// Its size.
+        bytes: u128,
     },
     /// No GPU adapter could be found.
     #[error(
@@ -147,14 +193,18 @@ pub enum Error {
     NoAdapter {
         /// Extra context (e.g. the WGPU_ADAPTER_NAME that matched nothing).
         detail: String,
+        /// wgpu's reason, when it gave one.
+        #[source]
+        source: Option<wgpu::RequestAdapterError>,
     },
     /// The device could not be created.
-    #[error("could not create a wgpu device on adapter {adapter}: {message}")]
+    #[error("could not create a wgpu device on adapter {adapter}: {source}")]
     RequestDevice {
         /// Adapter name.
         adapter: String,
-        /// wgpu's message.
-        message: String,
+        /// wgpu's error.
+        #[source]
+        source: wgpu::RequestDeviceError,
     },
     /// A buffer would exceed the device's limits.
     #[error(
@@ -164,7 +214,7 @@ pub enum Error {
         /// Which buffer.
         what: String,
         /// Its size.
-        bytes: u64,
+        bytes: u128,
         /// The device's limit.
         limit: u64,
         /// Which limit.
@@ -172,12 +222,110 @@ pub enum Error {
         /// Adapter name.
         adapter: String,
     },
-    /// wgpu reported an error (validation, out of memory, device lost, mapping).
-    #[error("GPU error: {0}")]
-    Gpu(String),
+    /// No kernel fits the device's limits.
+    #[error("no kernel for {what} fits the device: {limit_name} is {limit}, it needs {needed}")]
+    LimitTooSmall {
+        /// The op or kernel.
+        what: String,
+        /// Which limit.
+        limit_name: &'static str,
+        /// The device's value.
+        limit: u64,
+        /// What the smallest kernel needs.
+        needed: u64,
+    },
+    /// The device lacks a feature a kernel or option needs.
+    #[error("the device lacks {feature}, which {needed_by} needs (adapter {adapter})")]
+    MissingFeature {
+        /// The wgpu feature.
+        feature: &'static str,
+        /// What needs it.
+        needed_by: &'static str,
+        /// Adapter name.
+        adapter: String,
+    },
+    /// wgpu reported an error (validation, out of memory, internal) while gpuconv did `during`.
+    #[error("GPU error while {during}: {source}")]
+    Wgpu {
+        /// What gpuconv was doing.
+        during: &'static str,
+        /// wgpu's error.
+        #[source]
+        source: wgpu::Error,
+    },
+    /// Waiting for the GPU failed (device lost, timeout).
+    #[error("waiting for the GPU failed: {0}")]
+    Poll(#[from] wgpu::PollError),
+    /// Mapping a read-back buffer failed.
+    #[error("mapping a read-back buffer failed: {0}")]
+    Map(#[from] wgpu::BufferAsyncError),
+    /// A read-back was cancelled before it completed (the device was dropped).
+    #[error("a read-back was cancelled before the GPU finished it")]
+    ReadCancelled,
     /// A tensor belongs to another context.
     #[error("tensor was created on a different GpuContext")]
     ForeignTensor,
+    /// A tensor was used before the work that writes it was submitted.
+    #[error("{role} is the output of a recording that {}", match .pending {
+        Pending::Unsubmitted => "has not been submitted yet: submit it first",
+        Pending::Abandoned => "was dropped without being submitted: it was never computed",
+    })]
+    TensorNotReady {
+        /// Which tensor.
+        role: TensorRole,
+        /// Why it is not ready.
+        pending: Pending,
+    },
+    /// A caller's buffer cannot be used as a tensor.
+    #[error("buffer for {role}: {reason}")]
+    BadBuffer {
+        /// Which tensor.
+        role: TensorRole,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A matrix shape sgemm cannot take.
+    #[error("sgemm needs A (M, K) and B (K, N) with N a multiple of 4, got {a:?} and {b:?}")]
+    SgemmShape {
+        /// A's shape.
+        a: Vec<usize>,
+        /// B's shape.
+        b: Vec<usize>,
+    },
+    /// A problem too large to write out term by term.
+    #[error(
+        "explain writes out every term and is limited to {limit}; x {x:?} with w {w:?} gives {terms} terms per set of equations over {inputs} inputs: try a smaller problem"
+    )]
+    ExplainTooLarge {
+        /// Input shape.
+        x: [usize; 4],
+        /// Weight shape.
+        w: [usize; 4],
+        /// Terms counted (or bounded).
+        terms: u128,
+        /// Input elements.
+        inputs: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A configuration value that does not parse.
+    #[error("{name}={value:?} is not valid: expected {expected}")]
+    InvalidSetting {
+        /// The setting (e.g. the environment variable).
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// What would be valid.
+        expected: &'static str,
+    },
+    /// A benchmark shape suite that cannot be used.
+    #[error("{origin}: {message}")]
+    Suite {
+        /// The file (or "embedded suite").
+        origin: String,
+        /// What is wrong, naming the shape or key.
+        message: String,
+    },
     /// A .npy file could not be read or written.
     #[error("{path}: {message}")]
     Npy {
@@ -186,17 +334,18 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
-    /// Invalid command-line or configuration value.
-    #[error("{0}")]
-    Invalid(String),
     /// An I/O error with the file it concerns.
     #[error("{path}: {source}")]
     Io {
         /// The file.
         path: String,
         /// The cause.
+        #[source]
         source: std::io::Error,
     },
+    /// A broken invariant inside gpuconv (a bug, never the caller's input).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// Shorthand for `Result<T, gpuconv::Error>`.

@@ -26,8 +26,19 @@
 //! let y = ctx.forward(&x, &w, None, params)?; // stays on the GPU
 //! let dx = ctx.input_grad(&y, &w, &[1, 3, 8, 8], params)?; // chained without a copy
 //! println!("{:?}", &ctx.read(&dx)?[..4]);
+//!
+//! // Several ops in one submission, recorded explicitly:
+//! let mut rec = ctx.recorder();
+//! let y = rec.forward(&x, &w, None, params)?;
+//! let dw = rec.weight_grad(&y, &x, &[4, 3, 3, 3], params)?;
+//! rec.submit()?;
+//! println!("{:?}", &ctx.read(&dw)?[..4]);
 //! # Ok(()) }
 //! ```
+//!
+//! Features: `cli` (on by default) builds the `gpuconv` command line and what only it needs
+//! (argument parsing, JSON shape suites, safe output files); `default-features = false` builds
+//! the library alone.
 #![warn(missing_docs)]
 
 pub mod cpu;
@@ -38,8 +49,9 @@ pub mod metrics;
 pub mod npy;
 pub mod problem;
 pub mod rng;
+#[cfg(feature = "cli")]
 pub mod suite;
 
 pub use error::{Error, Result, TensorRole};
-pub use gpu::{GpuContext, GpuTensor};
+pub use gpu::{GpuContext, GpuTensor, Recorder};
 pub use problem::{ConvParams, ConvProblem, Op};

@@ -1,6 +1,27 @@
-//! The `gpuconv` command line: `run`, `info`, `bench`, `explain`.
+//! The `gpuconv` command line: `run`, `info`, `bench`, `explain`, `sgemm`.
 
 mod cli;
+
+use std::path::PathBuf;
+
+/// Mesa's GL probe prints several "error:" lines when `XDG_RUNTIME_DIR` is unset or not a
+/// directory; a private one (mode 0700, removed at exit) keeps a run to its own one line.
+fn private_runtime_dir() -> Option<PathBuf> {
+    let usable = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .is_some_and(|d| d.is_dir());
+    if usable {
+        return None;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("gpuconv-runtime-")
+        .tempdir()
+        .ok()?
+        .keep();
+    // Set before any thread exists: nothing else reads the environment concurrently.
+    std::env::set_var("XDG_RUNTIME_DIR", &dir);
+    Some(dir)
+}
 
 fn main() {
     // A bug must still end in one line on stderr, not a backtrace.
@@ -17,7 +38,13 @@ fn main() {
             .unwrap_or_default();
         eprintln!("gpuconv: internal error{at}: {}", one_line(&msg));
     }));
-    std::process::exit(cli::main());
+    let runtime_dir = private_runtime_dir();
+    cli::output::install_signal_cleanup(runtime_dir.clone());
+    let code = cli::main();
+    if let Some(dir) = runtime_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    std::process::exit(code);
 }
 
 /// Collapses a multi-line message (wgpu's are) into one line.

@@ -7,8 +7,9 @@
 use crate::error::{Error, Result, TensorRole};
 
 /// The ops of a convolution's training step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum, serde::Serialize))]
+#[cfg_attr(feature = "cli", serde(rename_all = "kebab-case"))]
 pub enum Op {
     /// Y = conv(X, W) (+ b).
     Forward,
@@ -33,7 +34,8 @@ impl Op {
 }
 
 /// Convolution hyper-parameters. Defaults: stride 1, no padding, dilation 1, one group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "cli", derive(serde::Serialize, serde::Deserialize))]
 pub struct ConvParams {
     /// Stride (height, width), each ≥ 1.
     pub stride: [usize; 2],
@@ -114,6 +116,31 @@ pub struct ConvProblem {
 /// Largest element count of any tensor; keeps every flat index inside u32 for the kernels.
 pub const MAX_ELEMENTS: usize = u32::MAX as usize;
 
+/// Largest stride, dilation and padding accepted, and the largest padded, strided or dilated
+/// extent: the kernels compute coordinates in i32, and these bounds keep every such sum (an
+/// extent plus a padding plus a dilated tap) far from overflow.
+pub const MAX_EXTENT: usize = (i32::MAX / 4) as usize;
+
+/// The element count of `shape` (any rank), or why it is too large for gpuconv.
+pub fn element_count(role: TensorRole, shape: &[usize]) -> Result<usize> {
+    let elems = shape
+        .iter()
+        .try_fold(1u128, |acc, &d| acc.checked_mul(d as u128))
+        .unwrap_or(u128::MAX);
+    if elems > MAX_ELEMENTS as u128 {
+        return Err(Error::TooLarge {
+            what: format!("element count of {role} {shape:?}"),
+            value: elems,
+            limit: MAX_ELEMENTS as u128,
+        });
+    }
+    usize::try_from(elems).map_err(|_| Error::TooLarge {
+        what: format!("element count of {role} {shape:?}"),
+        value: elems,
+        limit: usize::MAX as u128,
+    })
+}
+
 fn rank4(role: TensorRole, shape: &[usize]) -> Result<[usize; 4]> {
     let arr: [usize; 4] = shape.try_into().map_err(|_| Error::Rank {
         role,
@@ -126,18 +153,23 @@ fn rank4(role: TensorRole, shape: &[usize]) -> Result<[usize; 4]> {
             shape: shape.to_vec(),
         });
     }
-    let elems: u128 = arr.iter().map(|&d| d as u128).product();
-    if elems > MAX_ELEMENTS as u128 {
-        return Err(Error::TooLarge {
-            what: format!("element count of {role} {shape:?}"),
-            value: elems,
-            limit: MAX_ELEMENTS as u128,
-        });
-    }
+    element_count(role, &arr)?;
     Ok(arr)
 }
 
-/// Output length along one axis, or why it would be empty.
+fn bounded(what: &'static str, value: usize) -> Result<usize> {
+    if value > MAX_EXTENT {
+        return Err(Error::ParamTooLarge {
+            what,
+            value,
+            limit: MAX_EXTENT,
+        });
+    }
+    Ok(value)
+}
+
+/// Output length along one axis, or why it would be empty. Every argument is bounded by
+/// [`MAX_EXTENT`] (checked by the caller), and the arithmetic runs in u128, so nothing wraps.
 fn output_len(
     axis: &'static str,
     size: usize,
@@ -155,19 +187,28 @@ fn output_len(
             size,
             pad_lo,
             pad_hi,
-            padded: padded.min(usize::MAX as u128) as usize,
+            padded,
             kernel,
             dilation,
-            dilated: dilated.min(usize::MAX as u128) as usize,
+            dilated,
         });
     }
-    Ok(((padded - dilated) / stride as u128 + 1) as usize)
+    let len = (padded - dilated) / stride as u128 + 1;
+    usize::try_from(len).map_err(|_| Error::TooLarge {
+        what: format!("output {axis}"),
+        value: len,
+        limit: usize::MAX as u128,
+    })
 }
 
 impl ConvProblem {
     /// Validates a problem from the input shape (N, C, H, W), the weight shape
     /// (K, C/groups, R, S) and the parameters, and derives the output size
     /// P = ⌊(H + top + bottom − dh·(R−1) − 1)/sh⌋ + 1, Q likewise.
+    ///
+    /// Every size is derived with checked arithmetic: an accepted problem has every tensor's
+    /// element count at most [`MAX_ELEMENTS`] and every padded, strided or dilated extent at
+    /// most [`MAX_EXTENT`], so none of the problem's methods can overflow.
     pub fn new(x_shape: &[usize], w_shape: &[usize], params: ConvParams) -> Result<Self> {
         let [n, c, h, w] = rank4(TensorRole::Input, x_shape)?;
         let [k, cg, r, s] = rank4(TensorRole::Weight, w_shape)?;
@@ -176,12 +217,27 @@ impl ConvProblem {
                 return Err(Error::ZeroParam { what, value });
             }
         }
+        let [sh, sw] = params.stride;
+        let [dh, dw] = params.dilation;
+        let [pt, pl, pb, pr] = params.padding;
+        for (what, value) in [
+            ("stride (height)", sh),
+            ("stride (width)", sw),
+            ("dilation (height)", dh),
+            ("dilation (width)", dw),
+            ("padding (top)", pt),
+            ("padding (left)", pl),
+            ("padding (bottom)", pb),
+            ("padding (right)", pr),
+        ] {
+            bounded(what, value)?;
+        }
         let g = params.groups;
         if g == 0 {
             return Err(Error::ZeroGroups);
         }
         for (what, value) in [("C", c), ("K", k)] {
-            if value % g != 0 {
+            if !value.is_multiple_of(g) {
                 return Err(Error::GroupsDoNotDivide {
                     groups: g,
                     what,
@@ -197,29 +253,28 @@ impl ConvProblem {
                 groups: g,
             });
         }
-        let [pt, pl, pb, pr] = params.padding;
-        let [sh, sw] = params.stride;
-        let [dh, dw] = params.dilation;
-        let p = output_len("height", h, r, sh, dh, pt, pb)?;
-        let q = output_len("width", w, s, sw, dw, pl, pr)?;
-        let y_elems = n as u128 * k as u128 * p as u128 * q as u128;
-        if y_elems > MAX_ELEMENTS as u128 {
-            return Err(Error::TooLarge {
-                what: format!("element count of output ({n}, {k}, {p}, {q})"),
-                value: y_elems,
-                limit: MAX_ELEMENTS as u128,
-            });
-        }
-        // Index arithmetic in the kernels runs in i32 on padded coordinates.
-        for v in [h + pt + pb, w + pl + pr, dh * r, dw * s, sh * p, sw * q] {
-            if v > i32::MAX as usize / 2 {
+        // Index arithmetic in the kernels runs in i32 on padded coordinates: the padded input,
+        // the dilated kernel and the strided output must each stay well inside it.
+        let extent = |v: u128| -> Result<()> {
+            if v > MAX_EXTENT as u128 {
                 return Err(Error::TooLarge {
                     what: "a padded, strided or dilated extent".into(),
-                    value: v as u128,
-                    limit: (i32::MAX / 2) as u128,
+                    value: v,
+                    limit: MAX_EXTENT as u128,
                 });
             }
-        }
+            Ok(())
+        };
+        let wide = |v: usize| v as u128;
+        extent(wide(h) + wide(pt) + wide(pb))?;
+        extent(wide(w) + wide(pl) + wide(pr))?;
+        extent(wide(dh) * wide(r))?;
+        extent(wide(dw) * wide(s))?;
+        let p = output_len("height", h, r, sh, dh, pt, pb)?;
+        let q = output_len("width", w, s, sw, dw, pl, pr)?;
+        extent(wide(sh) * wide(p))?;
+        extent(wide(sw) * wide(q))?;
+        element_count(TensorRole::Output, &[n, k, p, q])?;
         Ok(ConvProblem {
             n,
             c,
@@ -291,16 +346,25 @@ impl ConvProblem {
     }
     /// Multiply-adds × 2 of one pass: 2·N·K·(C/groups)·R·S·P·Q (the same for all three passes).
     pub fn flops(&self) -> f64 {
-        2.0 * (self.n * self.k * self.c_per_group() * self.r * self.s) as f64
-            * (self.p * self.q) as f64
+        [
+            self.n,
+            self.k,
+            self.c_per_group(),
+            self.r,
+            self.s,
+            self.p,
+            self.q,
+        ]
+        .iter()
+        .fold(2.0, |acc, &d| acc * d as f64)
     }
 
     /// The shape a tensor of `role` must have in this problem.
     pub fn shape_of(&self, role: TensorRole) -> Vec<usize> {
         match role {
-            TensorRole::Input => self.x_shape().to_vec(),
-            TensorRole::Weight => self.w_shape().to_vec(),
-            TensorRole::Bias => vec![self.k],
+            TensorRole::Input | TensorRole::InputGrad => self.x_shape().to_vec(),
+            TensorRole::Weight | TensorRole::WeightGrad => self.w_shape().to_vec(),
+            TensorRole::Bias | TensorRole::BiasGrad => vec![self.k],
             TensorRole::Output | TensorRole::OutputGrad => self.y_shape().to_vec(),
         }
     }
@@ -320,17 +384,7 @@ impl ConvProblem {
 
     /// Checks that a data slice of `len` elements fits `role`'s shape.
     pub fn check_len(&self, role: TensorRole, len: usize) -> Result<()> {
-        let shape = self.shape_of(role);
-        let expected = shape.iter().product();
-        if len != expected {
-            return Err(Error::LengthMismatch {
-                role,
-                got: len,
-                expected,
-                shape,
-            });
-        }
-        Ok(())
+        check_data_len(role, &self.shape_of(role), len)
     }
 
     /// The input row that output row `p` reads through kernel row `r`: h = p·sh − top + r·dh,
@@ -441,7 +495,24 @@ pub struct Tap {
     pub w: usize,
 }
 
-/// Validates a bias-gradient input dy: rank 4, no zero sizes.
+/// Validates a bias-gradient input dy: rank 4, no zero sizes, at most [`MAX_ELEMENTS`] elements.
 pub fn check_output_grad_shape(dy_shape: &[usize]) -> Result<[usize; 4]> {
     rank4(TensorRole::OutputGrad, dy_shape)
+}
+
+/// Checks that `len` elements are what `shape` (of tensor `role`) holds.
+pub fn check_data_len(role: TensorRole, shape: &[usize], len: usize) -> Result<()> {
+    let expected = shape
+        .iter()
+        .try_fold(1u128, |acc, &d| acc.checked_mul(d as u128))
+        .unwrap_or(u128::MAX);
+    if len as u128 != expected {
+        return Err(Error::LengthMismatch {
+            role,
+            got: len,
+            expected,
+            shape: shape.to_vec(),
+        });
+    }
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! The `gpuconv run` contract, driven as the conformance suite drives it: .npy in, .npy out,
 //! one-line errors, and an --out file that is never touched on failure.
+#![cfg(feature = "cli")]
 
 mod common;
 

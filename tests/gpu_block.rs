@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use gpuconv::gpu::kernels::BlockSpec;
-use gpuconv::gpu::{describe_plan, BlockPasses, SplitK, TileProfile};
+use gpuconv::gpu::{BlockPasses, TileProfile};
 use gpuconv::{ConvParams, ConvProblem, GpuContext, Op};
 
 /// A context whose dense passes all run the block core, starting from tile `block`.
@@ -56,7 +56,7 @@ fn block_core_runs_every_pass_and_matches_reference() {
         // Every dense pass reports the block core.
         let dense = ConvProblem::new(&[2, 8, 9, 9], &[8, 8, 3, 3], ConvParams::default()).unwrap();
         for op in [Op::Forward, Op::InputGrad, Op::WeightGrad] {
-            let plan = describe_plan(ctx.tile_profile(), op, &dense);
+            let plan = plan_text(&ctx, op, &dense);
             assert!(
                 plan.contains("in workgroup memory"),
                 "{block:?} {op:?}: {plan}"
@@ -108,7 +108,7 @@ fn block_input_grad_every_stride_phase() {
     ];
     for case in cases {
         let pb = ConvProblem::new(&case.x, &case.w, case.params).unwrap();
-        let plan = describe_plan(ctx.tile_profile(), Op::InputGrad, &pb);
+        let plan = plan_text(&ctx, Op::InputGrad, &pb);
         assert!(
             plan.contains("in workgroup memory"),
             "{}: {plan}",
@@ -132,11 +132,7 @@ fn block_weight_grad_split_k_is_deterministic() {
     let xt = ctx.upload(&x, &pb.x_shape()).unwrap();
     let dyt = ctx.upload(&dy, &pb.y_shape()).unwrap();
     for splits in [1, 2, 5, 23, red_len] {
-        let split = SplitK::with_splits(red_len, splits);
-        let run = || {
-            ctx.read(&ctx.weight_grad_with_split(&dyt, &xt, &pb, split).unwrap())
-                .unwrap()
-        };
+        let run = || weight_grad_with_splits(&ctx, &dyt, &xt, &pb, splits);
         let first = run();
         assert_close(&format!("block dW, {splits} splits"), &first, &want);
         assert_eq!(first, run(), "{splits} splits: not bit-for-bit repeatable");

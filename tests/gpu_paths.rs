@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use gpuconv::gpu::describe_plan;
 use gpuconv::{ConvParams, ConvProblem, Op};
 
 /// A case and the plan each of forward, input-grad and weight-grad must report.
@@ -16,7 +15,7 @@ fn check_path(case: Case, plans: [&str; 3], rng: &mut SplitMix64) {
         .iter()
         .zip(plans)
     {
-        let plan = describe_plan(gpu().expect("GPU context").tile_profile(), *op, &pb);
+        let plan = plan_text(gpu().expect("GPU context"), *op, &pb);
         assert!(
             plan.starts_with(want),
             "{} {}: plan {plan:?}, expected it to start with {want:?}",
@@ -288,7 +287,7 @@ fn full_lavapipe_tile_with_tails() {
         };
         if *ctx.tile_profile() == gpuconv::gpu::TileProfile::SIMD_CPU {
             for &op in full_tile_ops {
-                let plan = describe_plan(ctx.tile_profile(), op, &pb);
+                let plan = plan_text(ctx, op, &pb);
                 assert!(plan.contains(full), "{} {op:?}: plan {plan:?}", c.label);
             }
         }
@@ -341,11 +340,7 @@ fn pointwise_weight_grad_split_k() {
     let xt = ctx.upload(&x, &pb.x_shape()).unwrap();
     let dyt = ctx.upload(&dy, &pb.y_shape()).unwrap();
     for splits in [1, 2, 4, 5, 26, quads] {
-        let split = gpuconv::gpu::SplitK::with_splits(quads, splits);
-        let run = || {
-            ctx.read(&ctx.weight_grad_with_split(&dyt, &xt, &pb, split).unwrap())
-                .unwrap()
-        };
+        let run = || weight_grad_with_splits(ctx, &dyt, &xt, &pb, splits);
         let first = run();
         assert_close(&format!("pointwise dW, {splits} splits"), &first, &want);
         assert_eq!(first, run(), "{splits} splits: not bit-for-bit repeatable");

@@ -1,9 +1,17 @@
-//! Every WGSL kernel parses and validates with naga (no GPU needed), and the Rust mirror of the
-//! shared uniform has the size naga lays the WGSL struct out with.
+//! Every WGSL kernel parses and validates with naga at every specialisation (no GPU needed), and
+//! matches the one Rust-side description of its interface: the uniform struct's field names,
+//! offsets and types (`gpu::uniform`), and each binding's index, name, access and element type
+//! (`gpu::interface`). No kernel keeps state in `var<private>`.
 
+use std::collections::BTreeSet;
+
+use gpuconv::gpu::interface::{Access, Elem};
 use gpuconv::gpu::kernels::{BlockSpec, Kernel, Spec, TileSpec, WindowSpec};
-use gpuconv::gpu::uniform::{ConvUniform, DepthwiseUniform};
-use gpuconv::gpu::DEFAULT_TILE;
+use gpuconv::gpu::plan::{Planner, Step};
+use gpuconv::gpu::uniform::{Scalar, ALL_LAYOUTS};
+use gpuconv::gpu::{BlockPasses, TileProfile, DEFAULT_TILE};
+use gpuconv::rng::SplitMix64;
+use gpuconv::{ConvParams, ConvProblem, Op};
 
 fn validate(source: &str, what: &str) -> naga::Module {
     let module = naga::front::wgsl::parse_str(source)
@@ -17,26 +25,13 @@ fn validate(source: &str, what: &str) -> naga::Module {
     module
 }
 
-#[test]
-fn every_kernel_validates_at_every_tile_shape() {
-    let specs = [
-        DEFAULT_TILE,
-        TileSpec {
-            lane_tile: 1,
-            uniform_tile: 1,
-            lanes: 64,
-        },
-        TileSpec {
-            lane_tile: 2,
-            uniform_tile: 4,
-            lanes: 8,
-        },
-        TileSpec {
-            lane_tile: 4,
-            uniform_tile: 8,
-            lanes: 16,
-        },
-    ];
+/// Representative specialisations of every kernel: hand-picked edge shapes.
+fn representative_specs(kernel: Kernel) -> Vec<Spec> {
+    let tile = |lane_tile, uniform_tile, lanes| TileSpec {
+        lane_tile,
+        uniform_tile,
+        lanes,
+    };
     let window = |rows, cols, kernel, stride, dilation| WindowSpec {
         rows,
         cols,
@@ -45,64 +40,306 @@ fn every_kernel_validates_at_every_tile_shape() {
         dilation,
         lanes: 8,
     };
-    let windows = [
-        window(4, 4, [3, 3], [1, 1], [1, 1]),
-        window(1, 1, [1, 1], [1, 1], [1, 1]),
-        window(2, 1, [7, 5], [2, 3], [1, 2]),
-    ];
     let block = |bm, bn, bk, tm, tn| BlockSpec { bm, bn, bk, tm, tn };
-    let blocks = [
-        block(128, 128, 8, 8, 8),
-        block(64, 64, 8, 4, 4),
-        block(128, 32, 8, 4, 4),
-        block(32, 32, 16, 8, 4),
-    ];
-    for kernel in Kernel::ALL {
-        let specs: Vec<Spec> = if kernel.takes_window() {
-            windows.iter().map(|&w| w.into()).collect()
-        } else if kernel.takes_block() {
-            assert!(blocks.iter().all(|b| b.is_valid()));
-            blocks.iter().map(|&b| b.into()).collect()
-        } else {
-            specs.iter().map(|&t| t.into()).collect()
-        };
-        for spec in specs {
-            validate(
-                &kernel.source(spec),
-                &format!("{} at {spec}", kernel.file_name()),
-            );
-        }
+    if kernel.takes_window() {
+        [
+            window(4, 4, [3, 3], [1, 1], [1, 1]),
+            window(1, 1, [1, 1], [1, 1], [1, 1]),
+            window(2, 1, [7, 5], [2, 3], [1, 2]),
+        ]
+        .map(Spec::from)
+        .to_vec()
+    } else if kernel.takes_block() {
+        [
+            block(128, 128, 8, 8, 8),
+            block(64, 64, 8, 4, 4),
+            block(128, 32, 8, 4, 4),
+            block(32, 32, 16, 8, 4),
+        ]
+        .map(Spec::from)
+        .to_vec()
+    } else {
+        [DEFAULT_TILE, tile(1, 1, 64), tile(2, 4, 8), tile(4, 8, 16)]
+            .map(Spec::from)
+            .to_vec()
     }
 }
 
-/// Size of WGSL struct `name` (every member one 4-byte scalar) as naga lays it out.
-fn wgsl_struct_size(module: &naga::Module, name: &str) -> (usize, usize) {
-    let mut layouter = naga::proc::Layouter::default();
-    layouter.update(module.to_ctx()).unwrap();
-    let (handle, ty) = module
-        .types
-        .iter()
-        .find(|(_, t)| t.name.as_deref() == Some(name))
-        .unwrap_or_else(|| panic!("struct {name} in shaders/shared/conv.wgsl"));
-    let naga::TypeInner::Struct { members, .. } = &ty.inner else {
-        panic!("{name} is not a struct")
+/// Every (kernel, spec) the planner picks on a sweep of problems under both tile profiles and
+/// with every pass on the block core, plus the representative specs.
+fn all_specs() -> BTreeSet<(Kernel, Spec)> {
+    let mut set = BTreeSet::new();
+    for kernel in Kernel::ALL {
+        for spec in representative_specs(kernel) {
+            set.insert((kernel, spec));
+        }
+    }
+    let all_block = TileProfile {
+        block_passes: BlockPasses::ALL,
+        ..TileProfile::GPU
     };
-    (layouter[handle].size as usize, members.len() * 4)
+    let planners = [TileProfile::SIMD_CPU, TileProfile::GPU, all_block]
+        .map(|profile| Planner::new(profile, wgpu::Limits::default()));
+    let mut rng = SplitMix64::new(0x5a5a);
+    let mut problems = vec![
+        ConvProblem::new(
+            &[4, 64, 56, 56],
+            &[64, 64, 3, 3],
+            ConvParams::default().padding(1, 1),
+        )
+        .unwrap(),
+        ConvProblem::new(&[4, 256, 14, 14], &[256, 256, 1, 1], ConvParams::default()).unwrap(),
+    ];
+    while problems.len() < 150 {
+        let c = rng.pick(&[1, 3, 8, 16]);
+        let g = rng.pick(&[1, 1, c]);
+        let x = [rng.range(1, 3), c, rng.range(1, 20), rng.range(1, 20)];
+        let w = [
+            c * rng.pick(&[1, 2]),
+            c / g,
+            rng.range(1, 6),
+            rng.range(1, 6),
+        ];
+        let params = ConvParams {
+            stride: [rng.range(1, 4), rng.range(1, 4)],
+            padding: [
+                rng.range(0, 3),
+                rng.range(0, 3),
+                rng.range(0, 3),
+                rng.range(0, 3),
+            ],
+            dilation: [rng.range(1, 3), rng.range(1, 3)],
+            groups: g,
+        };
+        if let Ok(pb) = ConvProblem::new(&x, &w, params) {
+            problems.push(pb);
+        }
+    }
+    for planner in &planners {
+        for pb in &problems {
+            for op in [Op::Forward, Op::InputGrad, Op::WeightGrad, Op::BiasGrad] {
+                for bias in [false, true] {
+                    let plan = planner.plan(op, pb, bias).unwrap();
+                    for step in &plan.steps {
+                        if let Step::Dispatch(d) = step {
+                            set.insert((d.kernel, d.spec));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    set
 }
 
 #[test]
-fn uniforms_match_the_wgsl_structs() {
-    let module = validate(&Kernel::Forward.source(DEFAULT_TILE.into()), "forward.wgsl");
-    let cases = [
-        ("Conv", std::mem::size_of::<ConvUniform>()),
-        ("Depthwise", std::mem::size_of::<DepthwiseUniform>()),
+fn every_kernel_validates_at_every_specialisation() {
+    let specs = all_specs();
+    for kernel in Kernel::ALL {
+        assert!(
+            specs.iter().any(|(k, _)| *k == kernel),
+            "{} has no specialisation to check",
+            kernel.file_name()
+        );
+    }
+    for (kernel, spec) in &specs {
+        validate(
+            &kernel.source(*spec),
+            &format!("{} at {spec}", kernel.file_name()),
+        );
+    }
+}
+
+fn scalar_of(module: &naga::Module, ty: naga::Handle<naga::Type>) -> Option<Scalar> {
+    match module.types[ty].inner {
+        naga::TypeInner::Scalar(naga::Scalar { kind, width: 4 }) => match kind {
+            naga::ScalarKind::Uint => Some(Scalar::U32),
+            naga::ScalarKind::Sint => Some(Scalar::I32),
+            naga::ScalarKind::Float => Some(Scalar::F32),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn elem_of(module: &naga::Module, ty: naga::Handle<naga::Type>) -> Option<Elem> {
+    let naga::TypeInner::Array {
+        base,
+        size: naga::ArraySize::Dynamic,
+        ..
+    } = module.types[ty].inner
+    else {
+        return None;
+    };
+    let f32_scalar = naga::Scalar {
+        kind: naga::ScalarKind::Float,
+        width: 4,
+    };
+    match module.types[base].inner {
+        naga::TypeInner::Scalar(s) if s == f32_scalar => Some(Elem::F32),
+        naga::TypeInner::Vector {
+            size: naga::VectorSize::Quad,
+            scalar,
+        } if scalar == f32_scalar => Some(Elem::Vec4F32),
+        _ => None,
+    }
+}
+
+/// Checks `source` (a specialisation of `kernel`) against the kernel's interface; returns the
+/// problems found.
+fn interface_mismatches(kernel: Kernel, source: &str, what: &str) -> Vec<String> {
+    let module = validate(source, what);
+    let iface = kernel.interface();
+    let mut layouter = naga::proc::Layouter::default();
+    layouter.update(module.to_ctx()).unwrap();
+    let mut problems = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (_, var) in module.global_variables.iter() {
+        let name = var.name.clone().unwrap_or_default();
+        if var.space == naga::AddressSpace::Private {
+            problems.push(format!("{what}: var<private> {name}"));
+        }
+        let Some(binding) = &var.binding else {
+            continue;
+        };
+        if binding.group != 0 {
+            problems.push(format!("{what}: {name} is in group {}", binding.group));
+        }
+        seen.insert(binding.binding);
+        if binding.binding == 0 {
+            if var.space != naga::AddressSpace::Uniform || name != iface.uniform_name {
+                problems.push(format!(
+                    "{what}: binding 0 is {name} in {:?}, expected uniform {}",
+                    var.space, iface.uniform_name
+                ));
+                continue;
+            }
+            let ty = &module.types[var.ty];
+            if ty.name.as_deref() != Some(iface.uniform.wgsl_name) {
+                problems.push(format!(
+                    "{what}: uniform is struct {:?}, expected {}",
+                    ty.name, iface.uniform.wgsl_name
+                ));
+            }
+            let naga::TypeInner::Struct { members, .. } = &ty.inner else {
+                problems.push(format!("{what}: uniform is not a struct"));
+                continue;
+            };
+            if layouter[var.ty].size as usize != iface.uniform.size {
+                problems.push(format!(
+                    "{what}: WGSL struct size {} vs Rust {}",
+                    layouter[var.ty].size, iface.uniform.size
+                ));
+            }
+            if members.len() != iface.uniform.fields.len() {
+                problems.push(format!(
+                    "{what}: {} WGSL fields vs {} Rust fields",
+                    members.len(),
+                    iface.uniform.fields.len()
+                ));
+            }
+            for (m, f) in members.iter().zip(iface.uniform.fields) {
+                let got = (
+                    m.name.as_deref().unwrap_or(""),
+                    m.offset as usize,
+                    scalar_of(&module, m.ty),
+                );
+                let want = (f.name, f.offset, Some(f.scalar));
+                if got != want {
+                    problems.push(format!("{what}: field {got:?} vs Rust {want:?}"));
+                }
+            }
+            continue;
+        }
+        let Some(slot) = iface.storage.iter().find(|b| b.index == binding.binding) else {
+            problems.push(format!(
+                "{what}: binding {} ({name}) is not described",
+                binding.binding
+            ));
+            continue;
+        };
+        let access = match var.space {
+            naga::AddressSpace::Storage { access }
+                if access.contains(naga::StorageAccess::STORE) =>
+            {
+                Some(Access::ReadWrite)
+            }
+            naga::AddressSpace::Storage { .. } => Some(Access::Read),
+            _ => None,
+        };
+        let got = (name.as_str(), access, elem_of(&module, var.ty));
+        let want = (slot.name, Some(slot.access), Some(slot.elem));
+        if got != want {
+            problems.push(format!(
+                "{what}: binding {} is {got:?}, described as {want:?}",
+                binding.binding
+            ));
+        }
+    }
+    for b in iface.storage {
+        if !seen.contains(&b.index) {
+            problems.push(format!(
+                "{what}: described binding {} ({}) is missing",
+                b.index, b.name
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_kernel_matches_its_interface_description() {
+    let mut problems = Vec::new();
+    for (kernel, spec) in all_specs() {
+        let what = format!("{} at {spec}", kernel.file_name());
+        problems.extend(interface_mismatches(kernel, &kernel.source(spec), &what));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // Every layout is used by some kernel.
+    for layout in ALL_LAYOUTS {
+        assert!(
+            Kernel::ALL
+                .iter()
+                .any(|k| k.interface().uniform.wgsl_name == layout.wgsl_name),
+            "{} is used by no kernel",
+            layout.wgsl_name
+        );
+    }
+}
+
+/// The check itself catches a reordered field, a changed access, a renamed binding and a
+/// `var<private>`: mutated copies of a kernel's source fail it, the original passes.
+#[test]
+fn the_interface_check_catches_mismatches() {
+    let kernel = Kernel::Forward;
+    let source = kernel.source(Spec::from(DEFAULT_TILE));
+    assert_eq!(
+        interface_mismatches(kernel, &source, "original"),
+        Vec::<String>::new()
+    );
+    let mutations = [
+        ("n: u32, c: u32,", "c: u32, n: u32,"),
+        ("var<storage, read> x", "var<storage, read_write> x"),
+        ("var<storage, read> wt", "var<storage, read> weights"),
+        (
+            "alias Acc = f32;",
+            "alias Acc = f32;\nvar<private> leak: u32;",
+        ),
     ];
-    for (name, rust_size) in cases {
-        let (size, packed) = wgsl_struct_size(&module, name);
-        assert_eq!(size, rust_size, "{name}: WGSL size vs Rust size");
-        assert_eq!(
-            packed, rust_size,
-            "{name}: every member is one 4-byte scalar"
+    for (from, to) in mutations {
+        let mutated = source.replacen(from, to, 1);
+        assert_ne!(mutated, source, "{from}");
+        let mutated = mutated.replace(
+            "wt[",
+            if to.contains("weights") {
+                "weights["
+            } else {
+                "wt["
+            },
+        );
+        assert!(
+            !interface_mismatches(kernel, &mutated, to).is_empty(),
+            "mutation {from:?} -> {to:?} went unnoticed"
         );
     }
 }

@@ -1,4 +1,5 @@
 //! The embedded benchmark suite loads and is the public suite; bad suite files are refused.
+#![cfg(feature = "cli")]
 
 use gpuconv::suite::{default_suite, parse};
 

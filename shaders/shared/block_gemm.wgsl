@@ -5,10 +5,11 @@
 //
 // The pass file in front of this core supplies the index maps, so the three passes are the same
 // GEMM:
-//   red_range(rest) -> vec2<u32>    reduction range [t0, t1) of grid slice `rest` (group, split)
-//   a_row(m) -> ARow, a_load(ARow, t) -> f32, A_K_FASTEST    A(m, t) for GEMM row m
-//   b_col(n) -> BCol, b_load(BCol, t) -> f32, B_K_FASTEST    B(t, n) for GEMM column n
-//   store_c(m, n, v)                 C(m, n) for m < cv.rows, n < cv.cols
+//   struct Slice; slice_of(rest) -> Slice   the grid's third coordinate (group, split)
+//   red_range(sl) -> vec2<u32>       reduction range [t0, t1) of the slice
+//   a_row(sl, m) -> ARow, a_load(ARow, t) -> f32, A_K_FASTEST    A(m, t) for GEMM row m
+//   b_col(sl, n) -> BCol, b_load(BCol, t) -> f32, B_K_FASTEST    B(t, n) for GEMM column n
+//   store_c(sl, m, n, v)             C(m, n) for m < cv.rows, n < cv.cols
 // *_K_FASTEST picks how the invocations spread one slice's loads: along t (operands contiguous in
 // the reduction) or along m / n (contiguous in the rows), so neighbouring invocations read
 // neighbouring addresses. Generated constants: BM, BN, BK, TM, TN, THREADS = (BM/TM)·(BN/TN),
@@ -34,7 +35,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     if tile >= cv.tiles_total { return; }
     let tile_m = tile % cv.tiles_m;
     let tile_n = (tile / cv.tiles_m) % cv.tiles_n;
-    let range = red_range(tile / (cv.tiles_m * cv.tiles_n));
+    let sl = slice_of(tile / (cv.tiles_m * cv.tiles_n));
+    let range = red_range(sl);
     let m0 = tile_m * BM;
     let n0 = tile_n * BN;
 
@@ -43,13 +45,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let ea{i} = lid + {i}u * THREADS;
     let am{i} = select(ea{i} % BM, ea{i} / BK, A_K_FASTEST);
     let ak{i} = select(ea{i} / BM, ea{i} % BK, A_K_FASTEST);
-    let arow{i} = a_row(min(m0 + am{i}, cv.rows - 1u));
+    let arow{i} = a_row(sl, min(m0 + am{i}, cv.rows - 1u));
 //#end
 //#for i in B_LOADS
     let eb{i} = lid + {i}u * THREADS;
     let bn{i} = select(eb{i} % BN, eb{i} / BK, B_K_FASTEST);
     let bk{i} = select(eb{i} / BN, eb{i} % BK, B_K_FASTEST);
-    let bcol{i} = b_col(min(n0 + bn{i}, cv.cols - 1u));
+    let bcol{i} = b_col(sl, min(n0 + bn{i}, cv.cols - 1u));
 //#end
 
     // This invocation's outputs: vec4 quads tx, tx + BM/TM, … along m and ty, … along n, so
@@ -108,7 +110,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
 //#for c in QUAD
     if n{j}_{c} < cv.cols {
 //#for e in QUAD
-        if mq{i} + {e}u < cv.rows { store_c(mq{i} + {e}u, n{j}_{c}, acc{i}_{j}_{c}[{e}]); }
+        if mq{i} + {e}u < cv.rows { store_c(sl, mq{i} + {e}u, n{j}_{c}, acc{i}_{j}_{c}[{e}]); }
 //#end
     }
 //#end

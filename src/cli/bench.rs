@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use gpuconv::cpu::{fast, reference};
-use gpuconv::gpu::describe_plan;
 use gpuconv::metrics::{compare, ErrorStats};
 use gpuconv::rng::SplitMix64;
 use gpuconv::suite::{self, Shape};
-use gpuconv::{ConvProblem, Error, GpuContext, GpuTensor, Op, Result};
+use gpuconv::{ConvProblem, Error, GpuContext, GpuTensor, Op, Recorder, Result};
+
+use super::{gpu_context, output, usage, CliError, CliResult};
 
 /// A column of the benchmark.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -119,7 +120,7 @@ const MAX_RUNS: usize = 10_000;
 /// Runs `f` to warm up, then timed per [`Runs`], and returns its last result and the timing.
 /// The warm-up matters for GPUs: one that idled (here: while the CPU computed the reference)
 /// runs at low clocks until it has been busy for a while, and a single millisecond-long warm-up
-/// run would time the ramp, not the kernel (benches/NOTES.md, "H200").
+/// run would time the ramp, not the kernel (PERFORMANCE.md, [#gpu-warm-up]).
 pub(crate) fn time_runs<T>(runs: Runs, mut f: impl FnMut() -> Result<T>) -> Result<(T, Timing)> {
     let start = Instant::now();
     let mut out = f()?;
@@ -135,7 +136,7 @@ pub(crate) fn time_runs<T>(runs: Runs, mut f: impl FnMut() -> Result<T>) -> Resu
         measured += took;
         ms.push(took.as_secs_f64() * 1e3);
     }
-    let timing = timing_of(ms).expect("at least one run");
+    let timing = timing_of(ms).ok_or_else(|| Error::Internal("no timed run".into()))?;
     Ok((out, timing))
 }
 
@@ -169,13 +170,14 @@ struct Resident {
     dy: GpuTensor,
 }
 
-fn gpu_resident(ctx: &GpuContext, op: Op, pb: &ConvProblem, t: &Resident) -> Result<GpuTensor> {
+/// Records `op` on resident inputs.
+fn gpu_resident(rec: &mut Recorder, op: Op, pb: &ConvProblem, t: &Resident) -> Result<GpuTensor> {
     let params = pb.params;
     match op {
-        Op::Forward => ctx.forward(&t.x, &t.w, None, params),
-        Op::InputGrad => ctx.input_grad(&t.dy, &t.w, &pb.x_shape(), params),
-        Op::WeightGrad => ctx.weight_grad(&t.dy, &t.x, &pb.w_shape(), params),
-        Op::BiasGrad => ctx.bias_grad(&t.dy),
+        Op::Forward => rec.forward(&t.x, &t.w, None, params),
+        Op::InputGrad => rec.input_grad(&t.dy, &t.w, &pb.x_shape(), params),
+        Op::WeightGrad => rec.weight_grad(&t.dy, &t.x, &pb.w_shape(), params),
+        Op::BiasGrad => rec.bias_grad(&t.dy),
     }
 }
 
@@ -189,13 +191,29 @@ fn gpu_end_to_end(ctx: &GpuContext, op: Op, pb: &ConvProblem, i: &Inputs) -> Res
     }
 }
 
-fn load_suite(args: &BenchArgs) -> Result<Vec<Shape>> {
+/// Largest shapes file read (a suite is a few kilobytes).
+const MAX_SUITE_BYTES: u64 = 1 << 20;
+
+fn load_suite(args: &BenchArgs) -> CliResult<Vec<Shape>> {
     let mut shapes = match &args.shapes {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            let io = |source| Error::Io {
                 path: path.display().to_string(),
                 source,
-            })?;
+            };
+            let file = std::fs::File::open(path).map_err(io)?;
+            let mut text = String::new();
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(file, MAX_SUITE_BYTES + 1),
+                &mut text,
+            )
+            .map_err(io)?;
+            if text.len() as u64 > MAX_SUITE_BYTES {
+                return Err(usage(format!(
+                    "{}: a shapes file is at most {MAX_SUITE_BYTES} bytes",
+                    path.display()
+                )));
+            }
             suite::parse(&text, &path.display().to_string())?
         }
         None => suite::default_suite(),
@@ -207,7 +225,7 @@ fn load_suite(args: &BenchArgs) -> Result<Vec<Shape>> {
         shapes.iter_mut().for_each(|s| s.n = n);
     }
     if shapes.is_empty() {
-        return Err(Error::Invalid("no shapes selected".into()));
+        return Err(usage("no shapes selected"));
     }
     Ok(shapes)
 }
@@ -217,11 +235,15 @@ fn fmt_err(e: &ErrorStats) -> String {
     format!("{:.1e}{flag}", e.rel_l2)
 }
 
-pub fn bench(args: &BenchArgs) -> Result<()> {
+pub fn bench(args: &BenchArgs) -> CliResult<()> {
     let shapes = load_suite(args)?;
+    // Output paths are checked before the run, not after it.
+    for path in [&args.json, &args.plot].into_iter().flatten() {
+        output::check_writable(path)?;
+    }
     let want_cpu = args.devices.contains(&BenchDevice::Cpu);
-    let ctx = if args.devices.contains(&BenchDevice::Gpu) {
-        Some(GpuContext::new()?)
+    let ctx: Option<GpuContext> = if args.devices.contains(&BenchDevice::Gpu) {
+        Some(gpu_context()?)
     } else {
         None
     };
@@ -316,14 +338,15 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             }
             let mut gpu = None;
             if let (Some(ctx), Some(res)) = (&ctx, &resident) {
-                let plan = describe_plan(ctx.tile_profile(), op, &pb);
+                let plan = ctx.planner().plan(op, &pb, false)?.to_string();
                 let warm = Runs {
                     warmup: Duration::from_millis(args.gpu_warmup_ms),
                     ..runs
                 };
                 let (out, t) = time_runs(warm, || {
-                    let out = gpu_resident(ctx, op, &pb, res)?;
-                    ctx.wait()?;
+                    let mut rec = ctx.recorder();
+                    let out = gpu_resident(&mut rec, op, &pb, res)?;
+                    rec.submit()?.wait()?;
                     Ok(out)
                 })?;
                 let err = compare(&ctx.read(&out)?, &want);
@@ -333,9 +356,11 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                 // right after the resident runs, while the clocks are still up.
                 let mut device_ms = Vec::new();
                 for _ in 0..args.repeats.max(1) {
-                    match ctx.device_time_ms(|| gpu_resident(ctx, op, &pb, res))? {
-                        (_, Some(ms)) => device_ms.push(ms),
-                        (_, None) => break,
+                    let mut rec = ctx.timed_recorder();
+                    gpu_resident(&mut rec, op, &pb, res)?;
+                    match rec.submit()?.device_time_ms()? {
+                        Some(ms) => device_ms.push(ms),
+                        None => break,
                     }
                 }
                 let td = timing_of(device_ms);
@@ -383,25 +408,21 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     }
     print_geomeans(&records, &args.ops);
     if let Some(path) = &args.json {
-        let mut text = String::new();
-        for r in &records {
-            text.push_str(&serde_json::to_string(r).map_err(|e| Error::Invalid(e.to_string()))?);
-            text.push('\n');
-        }
-        std::fs::write(path, text).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
+        output::write_file(path, |w| {
+            for r in &records {
+                serde_json::to_writer(&mut *w, r).map_err(std::io::Error::other)?;
+                w.write_all(b"\n")?;
+            }
+            Ok(())
         })?;
     }
     if let Some(path) = &args.plot {
-        std::fs::write(path, plot_svg(&records)).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let svg = plot_svg(&records);
+        output::write_file(path, |w| w.write_all(svg.as_bytes()))?;
     }
     std::io::stdout().flush().ok();
     if failures > 0 {
-        return Err(Error::Invalid(format!(
+        return Err(CliError::Failed(format!(
             "{failures} result(s) exceeded the error tolerance against the reference (marked FAIL above)"
         )));
     }
@@ -432,6 +453,15 @@ fn print_geomeans(records: &[Record], ops: &[Op]) {
             println!("geomean GFLOP/s {device:<10} {}", parts.join(", "));
         }
     }
+}
+
+/// `s` with the XML specials escaped, for SVG text and attributes.
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
 }
 
 /// A grouped bar chart: one group per (shape, op), one bar per device, log-free linear GFLOP/s.
@@ -471,6 +501,7 @@ fn plot_svg(records: &[Record]) -> String {
                 .find(|r| r.shape == *shape && r.op == *op && r.device == *device)
             {
                 let h = height * r.gflops / max;
+                let shape = escape(shape);
                 svg += &format!(
                     "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{bar_w}\" height=\"{h:.1}\" fill=\"{}\"><title>{shape} {} {device}: {:.2} GFLOP/s</title></rect>\n",
                     x0 + di as f64 * bar_w,
@@ -483,6 +514,7 @@ fn plot_svg(records: &[Record]) -> String {
         }
         let lx = x0 + bar_w * 1.5;
         let ly = top + height + 8.0;
+        let shape = escape(shape);
         svg += &format!(
             "<text x=\"{lx:.1}\" y=\"{ly:.1}\" transform=\"rotate(60 {lx:.1} {ly:.1})\">{shape} {}</text>\n",
             op.name()

@@ -7,9 +7,9 @@ use gpuconv::cpu::reference;
 use gpuconv::explain::{Explanation, Format};
 use gpuconv::metrics::compare;
 use gpuconv::rng::SplitMix64;
-use gpuconv::{npy, ConvProblem, Error, GpuContext, Result, TensorRole};
+use gpuconv::{npy, ConvProblem, TensorRole};
 
-use super::{parse_shape, ConvFlags};
+use super::{gpu_context, output, parse_shape, CliError, CliResult, ConvFlags};
 
 #[derive(Args, Debug)]
 pub struct ExplainArgs {
@@ -52,7 +52,7 @@ fn values(
     pb: &ConvProblem,
     role: TensorRole,
     rng: &mut SplitMix64,
-) -> Result<Vec<f32>> {
+) -> CliResult<Vec<f32>> {
     match path {
         Some(p) => {
             let a = npy::read(p)?;
@@ -71,7 +71,7 @@ fn values(
     }
 }
 
-pub fn explain(args: &ExplainArgs) -> Result<()> {
+pub fn explain(args: &ExplainArgs) -> CliResult<()> {
     let params = args.conv.params()?;
     let x_shape = parse_shape("x-shape", &args.x_shape, 4, "N,C,H,W")?;
     let w_shape = parse_shape("w-shape", &args.w_shape, 4, "K,CperG,R,S")?;
@@ -79,10 +79,8 @@ pub fn explain(args: &ExplainArgs) -> Result<()> {
     let ex = Explanation::new(&pb, args.bias)?;
     print!("{}", ex.render(args.format));
     if let Some(path) = &args.svg {
-        std::fs::write(path, ex.svg()).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let svg = ex.svg();
+        output::write_file(path, |w| w.write_all(svg.as_bytes()))?;
         eprintln!("wrote {}", path.display());
     }
     if args.numbers {
@@ -91,7 +89,7 @@ pub fn explain(args: &ExplainArgs) -> Result<()> {
     Ok(())
 }
 
-fn numbers(args: &ExplainArgs, pb: &ConvProblem, ex: &Explanation) -> Result<()> {
+fn numbers(args: &ExplainArgs, pb: &ConvProblem, ex: &Explanation) -> CliResult<()> {
     let mut rng = SplitMix64::new(args.seed);
     let x = values(&args.x, pb, TensorRole::Input, &mut rng)?;
     let w = values(&args.w, pb, TensorRole::Weight, &mut rng)?;
@@ -119,7 +117,7 @@ fn numbers(args: &ExplainArgs, pb: &ConvProblem, ex: &Explanation) -> Result<()>
         reference::weight_grad(pb, &dy, &x)?,
         reference::input_grad(pb, &dy, &w)?,
     ];
-    let gpu = GpuContext::new().and_then(|ctx| {
+    let gpu = gpu_context().and_then(|ctx| {
         let (xs, ws, ys) = (pb.x_shape(), pb.w_shape(), pb.y_shape());
         Ok([
             ctx.conv2d_forward(&x, &xs, &w, &ws, b.as_deref(), pb.params)?,
@@ -155,7 +153,7 @@ fn numbers(args: &ExplainArgs, pb: &ConvProblem, ex: &Explanation) -> Result<()>
         }
     }
     if !ok {
-        return Err(Error::Invalid(
+        return Err(CliError::Failed(
             "the evaluated sums disagree with the computed results".into(),
         ));
     }

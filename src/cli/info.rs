@@ -1,10 +1,11 @@
 //! `gpuconv info`: the adapters wgpu sees and the one gpuconv would pick.
 
 use gpuconv::gpu::{enumerate_adapters, instance, pick_adapter, AdapterSummary};
-use gpuconv::Result;
 
-pub fn info() -> Result<()> {
-    let instance = instance();
+use super::CliResult;
+
+pub fn info() -> CliResult<()> {
+    let instance = instance()?;
     let adapters = pollster::block_on(enumerate_adapters(&instance));
     println!("adapters wgpu sees ({}):", adapters.len());
     for a in &adapters {

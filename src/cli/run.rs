@@ -1,14 +1,14 @@
-//! `gpuconv run`: one op on .npy files, result written atomically.
+//! `gpuconv run`: one op on .npy files, result written safely (see `output`).
 
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use gpuconv::cpu::reference;
-use gpuconv::npy::{self, read};
+use gpuconv::npy::read;
 use gpuconv::problem::check_output_grad_shape;
-use gpuconv::{ConvProblem, Error, GpuContext, Op, Result, TensorRole};
+use gpuconv::{ConvProblem, Op, TensorRole};
 
-use super::{parse_shape, ConvFlags};
+use super::{gpu_context, output, parse_shape, usage, CliResult, ConvFlags};
 
 /// Where to compute.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -52,21 +52,24 @@ pub struct RunArgs {
     out: PathBuf,
 }
 
-fn required<'a, T>(value: &'a Option<T>, flag: &str, op: Op) -> Result<&'a T> {
+fn required<'a, T>(value: &'a Option<T>, flag: &str, op: Op) -> CliResult<&'a T> {
     value
         .as_ref()
-        .ok_or_else(|| Error::Invalid(format!("--op {} needs --{flag}", op.name())))
+        .ok_or_else(|| usage(format!("--op {} needs --{flag}", op.name())))
 }
 
-pub fn run(args: &RunArgs) -> Result<()> {
+pub fn run(args: &RunArgs) -> CliResult<()> {
     let params = args.conv.params()?;
     let op = args.op;
-    // Everything is read and validated before a device is touched.
-    let (shape, result): (Vec<usize>, Result<Vec<f32>>) = match op {
+    // Everything is read and validated, and --out checked, before a device is touched.
+    output::check_writable(&args.out)?;
+    let (shape, result) = match op {
         Op::Forward => {
             let x = read(required(&args.x, "x", op)?)?;
             let w = read(required(&args.w, "w", op)?)?;
             let pb = ConvProblem::new(&x.shape, &w.shape, params)?;
+            pb.check_len(TensorRole::Input, x.data.len())?;
+            pb.check_len(TensorRole::Weight, w.data.len())?;
             let b = match &args.b {
                 Some(path) => {
                     let b = read(path)?;
@@ -76,10 +79,15 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 None => None,
             };
             let y = match args.device {
-                Device::Cpu => reference::forward(&pb, &x.data, &w.data, b.as_deref()),
-                Device::Gpu => GpuContext::new().and_then(|ctx| {
-                    ctx.conv2d_forward(&x.data, &x.shape, &w.data, &w.shape, b.as_deref(), params)
-                }),
+                Device::Cpu => reference::forward(&pb, &x.data, &w.data, b.as_deref())?,
+                Device::Gpu => gpu_context()?.conv2d_forward(
+                    &x.data,
+                    &x.shape,
+                    &w.data,
+                    &w.shape,
+                    b.as_deref(),
+                    params,
+                )?,
             };
             (pb.y_shape().to_vec(), y)
         }
@@ -94,10 +102,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
             )?;
             let pb = ConvProblem::with_output_grad(&x_shape, &w.shape, &dy.shape, params)?;
             let dx = match args.device {
-                Device::Cpu => reference::input_grad(&pb, &dy.data, &w.data),
-                Device::Gpu => GpuContext::new().and_then(|ctx| {
-                    ctx.conv2d_input_grad(&dy.data, &dy.shape, &w.data, &w.shape, &x_shape, params)
-                }),
+                Device::Cpu => reference::input_grad(&pb, &dy.data, &w.data)?,
+                Device::Gpu => gpu_context()?
+                    .conv2d_input_grad(&dy.data, &dy.shape, &w.data, &w.shape, &x_shape, params)?,
             };
             (x_shape, dx)
         }
@@ -112,10 +119,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
             )?;
             let pb = ConvProblem::with_output_grad(&x.shape, &w_shape, &dy.shape, params)?;
             let dw = match args.device {
-                Device::Cpu => reference::weight_grad(&pb, &dy.data, &x.data),
-                Device::Gpu => GpuContext::new().and_then(|ctx| {
-                    ctx.conv2d_weight_grad(&dy.data, &dy.shape, &x.data, &x.shape, &w_shape, params)
-                }),
+                Device::Cpu => reference::weight_grad(&pb, &dy.data, &x.data)?,
+                Device::Gpu => gpu_context()?
+                    .conv2d_weight_grad(&dy.data, &dy.shape, &x.data, &x.shape, &w_shape, params)?,
             };
             (w_shape, dw)
         }
@@ -123,13 +129,11 @@ pub fn run(args: &RunArgs) -> Result<()> {
             let dy = read(required(&args.dy, "dy", op)?)?;
             let [_, k, _, _] = check_output_grad_shape(&dy.shape)?;
             let db = match args.device {
-                Device::Cpu => reference::bias_grad(&dy.shape, &dy.data),
-                Device::Gpu => {
-                    GpuContext::new().and_then(|ctx| ctx.conv2d_bias_grad(&dy.data, &dy.shape))
-                }
+                Device::Cpu => reference::bias_grad(&dy.shape, &dy.data)?,
+                Device::Gpu => gpu_context()?.conv2d_bias_grad(&dy.data, &dy.shape)?,
             };
             (vec![k], db)
         }
     };
-    npy::write_atomic(&args.out, &shape, &result?)
+    output::write_npy(&args.out, &shape, &result)
 }

@@ -1,11 +1,10 @@
 //! `gpuconv sgemm`: the plain WGSL SGEMM ceiling on the picked adapter, at several tiles.
 
+use super::bench::{time_runs, Runs};
+use super::{gpu_context, usage, CliError, CliResult};
 use clap::Args;
 use gpuconv::gpu::sgemm::SGEMM_TILES;
 use gpuconv::rng::SplitMix64;
-use gpuconv::{Error, GpuContext, Result};
-
-use super::bench::{time_runs, Runs};
 
 /// Each tile runs for at least this long before it is timed (GPU clocks ramp up; see bench).
 const WARMUP: std::time::Duration = std::time::Duration::from_millis(200);
@@ -25,16 +24,13 @@ const CHECKED_ENTRIES: usize = 256;
 /// Relative error allowed on a checked entry (scaled by Σ|a·b|).
 const ENTRY_TOL: f64 = 1e-5;
 
-pub fn sgemm(args: &SgemmArgs) -> Result<()> {
+pub fn sgemm(args: &SgemmArgs) -> CliResult<()> {
     if args.size == 0 || args.size > 8192 {
-        return Err(Error::Invalid(format!(
-            "--size {}: expected 1..=8192",
-            args.size
-        )));
+        return Err(usage(format!("--size {}: expected 1..=8192", args.size)));
     }
     let (m, k) = (args.size, args.size);
     let n = args.size.div_ceil(4) * 4;
-    let ctx = GpuContext::new()?;
+    let ctx = gpu_context()?;
     let mut rng = SplitMix64::new(0x5_9e33);
     let a = rng.tensor(m * k);
     let b = rng.tensor(k * n);
@@ -75,7 +71,7 @@ pub fn sgemm(args: &SgemmArgs) -> Result<()> {
             t.median_ms
         );
         if worst > ENTRY_TOL {
-            return Err(Error::Invalid(format!(
+            return Err(CliError::Failed(format!(
                 "sgemm at {spec}: entry error {worst:.1e} beyond {ENTRY_TOL:e}"
             )));
         }

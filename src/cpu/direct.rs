@@ -18,16 +18,12 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use crate::cpu::isa::Avx512;
 use crate::cpu::output::written_by;
 use crate::cpu::scratch::Scratch;
 use crate::problem::{ConvProblem, Op};
 
 const LANES: usize = 16;
-
-/// Whether this CPU can run the kernels (checked at run time; otherwise the GEMM path runs).
-pub fn available() -> bool {
-    is_x86_feature_detected!("avx512f")
-}
 
 /// Whether the direct kernels beat im2col + GEMM on `op` of `pb` (measured on the suite, see
 /// benches/NOTES.md): they compute the scratch columns of the flat layout too, so they need
@@ -79,7 +75,7 @@ pub fn input_grad_as_forward(pb: &ConvProblem) -> Option<ConvProblem> {
 }
 
 /// dX for a problem [`input_grad_as_forward`] accepts (else `None`).
-pub fn input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Option<Vec<f32>> {
+pub fn input_grad(cpu: Avx512, pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Option<Vec<f32>> {
     let fwd = input_grad_as_forward(pb)?;
     let (cg, kg, rs) = (pb.c_per_group(), pb.k_per_group(), pb.r * pb.s);
     // W′: per group, input and output channels swapped, taps mirrored.
@@ -96,7 +92,7 @@ pub fn input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Option<Vec<f32>> {
                 }
             }
         });
-    Some(forward(&fwd, dy, &flipped, None))
+    Some(forward(cpu, &fwd, dy, &flipped, None))
 }
 
 /// The phase-split, zero-bordered copy of X and where each tap reads in it.
@@ -214,7 +210,14 @@ const FWD_CHUNK: usize = FWD_V * LANES;
 const PART_K_BLOCKS: usize = 16;
 
 /// Y = conv(X, W) (+ bias), for any dense problem (any stride, padding, dilation, groups).
-pub fn forward(pb: &ConvProblem, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+pub fn forward(
+    cpu: Avx512,
+    pb: &ConvProblem,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let _ = cpu;
     let (groups, cg, kg, taps) = (
         pb.params.groups,
         pb.c_per_group(),
@@ -275,10 +278,10 @@ pub fn forward(pb: &ConvProblem, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> 
                             let block = (g * k_blocks + first_block + i) * block_len;
                             let weights = &packed[block + c0 * taps * FWD_K..block + block_len];
                             let x = &xs.data[start + c0 * xs.plane_len..];
-                            // SAFETY: `available()` was checked by the caller; the furthest load
-                            // is start + (cg − 1)·plane_len + max tap + FWD_CHUNK − 1, inside
-                            // `xs.data` by the slack PhasePlanes::new adds (max shift +
-                            // chunks·FWD_CHUNK past the last plane).
+                            // SAFETY: the `cpu` token proves AVX-512F. (forward_tile checks that
+                            // `x` reaches its furthest load, start + (cg − 1)·plane_len + max tap
+                            // + FWD_CHUNK − 1, inside `xs.data` by the slack PhasePlanes::new
+                            // adds.)
                             unsafe {
                                 forward_tile(
                                     x,
@@ -329,13 +332,11 @@ pub fn forward(pb: &ConvProblem, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> 
 }
 
 /// out[i·FWD_CHUNK + l] (+)= Σ_{c, t} weights[(c·T + t)·FWD_K + i] · x[c·plane_len + taps[t] + l]
-/// over c < c_count, adding to what `out` holds when `accumulate`.
-///
-/// # Safety
-/// The CPU supports AVX-512F, and `x` is readable up to (c_count − 1)·plane_len + max(taps) +
-/// FWD_CHUNK (checked by the slice length here).
+/// over c < c_count, adding to what `out` holds when `accumulate`. Panics unless `x` is
+/// readable up to (c_count − 1)·plane_len + max(taps) + FWD_CHUNK and the other slices hold
+/// the tile.
 #[target_feature(enable = "avx512f")]
-unsafe fn forward_tile(
+fn forward_tile(
     x: &[f32],
     c_count: usize,
     plane_len: usize,
@@ -354,31 +355,40 @@ unsafe fn forward_tile(
     if accumulate {
         for (i, acc) in acc.iter_mut().enumerate() {
             for (v, a) in acc.iter_mut().enumerate() {
-                *a = _mm512_loadu_ps(out.as_ptr().add(i * FWD_CHUNK + v * LANES));
+                let at = &out[i * FWD_CHUNK + v * LANES..][..LANES];
+                // SAFETY: `at` holds the 16 floats the unaligned load reads.
+                *a = unsafe { _mm512_loadu_ps(at.as_ptr()) };
             }
         }
     }
+    // Pointers walk the operands (wrapping arithmetic is safe; only the loads need the bounds
+    // asserted above), so the inner loop carries no per-tap bounds checks.
     let mut wp = weights.as_ptr();
     for c in 0..c_count {
-        let xc = x.as_ptr().add(c * plane_len);
+        let xc = x.as_ptr().wrapping_add(c * plane_len);
         for &tap in taps {
-            let xt = xc.add(tap);
+            let xt = xc.wrapping_add(tap);
             let mut xv = [_mm512_setzero_ps(); FWD_V];
             for (v, xv) in xv.iter_mut().enumerate() {
-                *xv = _mm512_loadu_ps(xt.add(v * LANES));
+                // SAFETY: xt + v·16 + 15 ≤ (c_count − 1)·plane_len + max(taps) + FWD_CHUNK − 1,
+                // inside `x` by the assert.
+                *xv = unsafe { _mm512_loadu_ps(xt.wrapping_add(v * LANES)) };
             }
             for (i, acc) in acc.iter_mut().enumerate() {
-                let wv = _mm512_set1_ps(*wp.add(i));
+                // SAFETY: wp walks c_count·taps·FWD_K weights, inside `weights` by the assert.
+                let wv = _mm512_set1_ps(unsafe { *wp.wrapping_add(i) });
                 for (a, xv) in acc.iter_mut().zip(&xv) {
                     *a = _mm512_fmadd_ps(wv, *xv, *a);
                 }
             }
-            wp = wp.add(FWD_K);
+            wp = wp.wrapping_add(FWD_K);
         }
     }
     for (i, acc) in acc.iter().enumerate() {
         for (v, a) in acc.iter().enumerate() {
-            _mm512_storeu_ps(out.as_mut_ptr().add(i * FWD_CHUNK + v * LANES), *a);
+            let at = &mut out[i * FWD_CHUNK + v * LANES..][..LANES];
+            // SAFETY: `at` holds the 16 floats the unaligned store writes.
+            unsafe { _mm512_storeu_ps(at.as_mut_ptr(), *a) };
         }
     }
 }
@@ -392,7 +402,8 @@ const JOB_COL_TILES: usize = 42;
 
 /// dW from dY and X, for any dense problem. Deterministic: every dW element sums its images and
 /// flat blocks in one fixed order whatever the thread count.
-pub fn weight_grad(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Vec<f32> {
+pub fn weight_grad(cpu: Avx512, pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Vec<f32> {
+    let _ = cpu;
     let (groups, cg, kg, taps) = (
         pb.params.groups,
         pb.c_per_group(),
@@ -476,8 +487,8 @@ pub fn weight_grad(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Vec<f32> {
                             let (c, t) = (col / taps, col % taps);
                             xs.channel(0, g * cg + c) + xs.taps[t]
                         });
-                        // SAFETY: `available()` was checked by the caller (the tile checks
-                        // its own bounds).
+                        // SAFETY: the `cpu` token proves AVX-512F (the tile checks its own
+                        // bounds).
                         let tile = unsafe {
                             weight_grad_tile(
                                 Rows {
@@ -526,7 +537,7 @@ pub fn weight_grad(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Vec<f32> {
 /// from the loop over runs: with that loop around it the accumulators were spilled to the stack.
 ///
 /// # Safety
-/// The CPU supports AVX-512F, and every pointer is readable for `len` elements.
+/// Every pointer is readable for `len` elements.
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn weight_grad_run(
@@ -538,10 +549,12 @@ unsafe fn weight_grad_run(
     for j in (0..len).step_by(LANES) {
         let mut xv = [_mm512_setzero_ps(); WG_COLS];
         for (xv, xp) in xv.iter_mut().zip(xp) {
-            *xv = _mm512_loadu_ps(xp.add(j));
+            // SAFETY: the caller guarantees `len` readable elements from each pointer.
+            *xv = unsafe { _mm512_loadu_ps(xp.wrapping_add(j)) };
         }
         for (acc, dp) in acc.iter_mut().zip(dp) {
-            let d = _mm512_loadu_ps(dp.add(j));
+            // SAFETY: as above.
+            let d = unsafe { _mm512_loadu_ps(dp.wrapping_add(j)) };
             for (a, xv) in acc.iter_mut().zip(&xv) {
                 *a = _mm512_fmadd_ps(d, *xv, *a);
             }
@@ -580,11 +593,9 @@ impl<const R: usize> Rows<'_, R> {
 }
 
 /// Σ over `runs` of dy row i · x row m (16 lanes at a time), for the WG_K × WG_COLS tile.
-///
-/// # Safety
-/// The CPU supports AVX-512F.
+/// Panics unless every run lies inside both operands.
 #[target_feature(enable = "avx512f")]
-unsafe fn weight_grad_tile(
+fn weight_grad_tile(
     dy: Rows<'_, WG_K>,
     x: Rows<'_, WG_COLS>,
     runs: &[Run],
@@ -594,7 +605,8 @@ unsafe fn weight_grad_tile(
         assert!(dy.holds(run) && x.holds(run));
         let dp: [*const f32; WG_K] = std::array::from_fn(|i| dy.at(i, run));
         let xp: [*const f32; WG_COLS] = std::array::from_fn(|m| x.at(m, run));
-        let part = weight_grad_run(&dp, &xp, run.len);
+        // SAFETY: `holds` checked above that every row holds the run's `len` elements.
+        let part = unsafe { weight_grad_run(&dp, &xp, run.len) };
         for (acc, part) in acc.iter_mut().zip(&part) {
             for (a, p) in acc.iter_mut().zip(part) {
                 *a = _mm512_add_ps(*a, *p);

@@ -20,6 +20,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use crate::cpu::isa::Avx512;
 use crate::cpu::output::{as_uninit, written_by};
 use crate::problem::ConvProblem;
 
@@ -111,12 +112,9 @@ fn inside(start: isize, cols: usize) -> __mmask16 {
 
 /// The 16 values of `src` row `row` from column `col` on, zero outside the plane (`mask`: the
 /// lanes inside it, from [`tap_masks`]).
-///
-/// # Safety
-/// The CPU supports AVX-512F.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn load_shifted(src: &Source, row: isize, col: isize, mask: __mmask16) -> __m512 {
+fn load_shifted(src: &Source, row: isize, col: isize, mask: __mmask16) -> __m512 {
     if row < 0 || row >= src.rows as isize {
         return _mm512_setzero_ps();
     }
@@ -126,7 +124,8 @@ unsafe fn load_shifted(src: &Source, row: isize, col: isize, mask: __mmask16) ->
         .plane
         .as_ptr()
         .wrapping_offset(row * src.cols as isize + col);
-    _mm512_maskz_loadu_ps(mask, at)
+    // SAFETY: the masked load reads only the lanes in `mask`, inside the row (tap_masks).
+    unsafe { _mm512_maskz_loadu_ps(mask, at) }
 }
 
 /// Output rows and 16-wide column vectors computed together: each output vector is a chain of
@@ -136,11 +135,8 @@ unsafe fn load_shifted(src: &Source, row: isize, col: isize, mask: __mmask16) ->
 const ROWS: usize = 4;
 
 /// out (rows × cols) = Σ over sources and their taps of w · source[row + dr][col + dc].
-///
-/// # Safety
-/// The CPU supports AVX-512F.
 #[target_feature(enable = "avx512f")]
-unsafe fn gather_plane(out: &mut [MaybeUninit<f32>], cols: usize, sources: &[Source]) {
+fn gather_plane(out: &mut [MaybeUninit<f32>], cols: usize, sources: &[Source]) {
     let rows = out.len() / cols;
     let full = rows - rows % ROWS;
     for row0 in (0..full).step_by(ROWS) {
@@ -152,12 +148,10 @@ unsafe fn gather_plane(out: &mut [MaybeUninit<f32>], cols: usize, sources: &[Sou
 }
 
 /// Rows row0..row0 + N of [`gather_plane`], column vectors two at a time.
-///
-/// # Safety
-/// The CPU supports AVX-512F, and `out` holds rows row0..row0 + N of `cols` each.
+/// `out` holds rows row0..row0 + N of `cols` each.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn gather_row_group<const N: usize>(
+fn gather_row_group<const N: usize>(
     out: &mut [MaybeUninit<f32>],
     cols: usize,
     row0: usize,
@@ -174,13 +168,11 @@ unsafe fn gather_row_group<const N: usize>(
 }
 
 /// Rows row0..row0 + N, column vectors v0..v0 + V of [`gather_plane`].
-///
-/// # Safety
-/// The CPU supports AVX-512F, `out` holds rows row0..row0 + N of `cols` each, and the vectors
-/// start inside a row.
+/// Panics unless `out` holds rows row0..row0 + N of `cols` each and the vectors start inside a
+/// row.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn gather_tile<const N: usize, const V: usize>(
+fn gather_tile<const N: usize, const V: usize>(
     out: &mut [MaybeUninit<f32>],
     cols: usize,
     row0: usize,
@@ -217,7 +209,10 @@ unsafe fn gather_tile<const N: usize, const V: usize>(
                         .as_ptr()
                         .wrapping_offset(first * src.cols as isize + col);
                     for (i, acc) in acc.iter_mut().enumerate() {
-                        let x = _mm512_maskz_loadu_ps(mask, at.wrapping_add(i * src.cols));
+                        let row = at.wrapping_add(i * src.cols);
+                        // SAFETY: rows first..first + N are inside the plane and the masked
+                        // load reads only the lanes in `mask`, inside the row (tap_masks).
+                        let x = unsafe { _mm512_maskz_loadu_ps(mask, row) };
                         acc[v] = _mm512_fmadd_ps(wv, x, acc[v]);
                     }
                 } else {
@@ -233,8 +228,13 @@ unsafe fn gather_tile<const N: usize, const V: usize>(
         for (v, a) in acc.iter().enumerate() {
             let col = (v0 + v) * LANES;
             let mask = inside(col as isize, cols);
-            let at = out.as_mut_ptr().add((row0 + i) * cols + col).cast::<f32>();
-            _mm512_mask_storeu_ps(at, mask, *a);
+            let at = out
+                .as_mut_ptr()
+                .wrapping_add((row0 + i) * cols + col)
+                .cast::<f32>();
+            // SAFETY: row row0 + i is inside `out` (asserted) and the masked store writes only
+            // the lanes below `cols`.
+            unsafe { _mm512_mask_storeu_ps(at, mask, *a) };
         }
     }
 }
@@ -242,12 +242,9 @@ unsafe fn gather_tile<const N: usize, const V: usize>(
 /// The `R` taps of column group `g` into the tile's accumulators: source rows
 /// row0 + dr0 … row0 + dr0 + N + R − 2 are loaded once per column vector, and output row i
 /// takes taps r = 0..R from loaded rows i + r.
-///
-/// # Safety
-/// The CPU supports AVX-512F, and the tile is inside the output as in [`gather_tile`].
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn column_window<const N: usize, const V: usize, const R: usize>(
+fn column_window<const N: usize, const V: usize, const R: usize>(
     acc: &mut [[__m512; V]; N],
     src: &Source,
     g: &ColumnGroup,
@@ -275,7 +272,9 @@ unsafe fn column_window<const N: usize, const V: usize, const R: usize>(
                     .plane
                     .as_ptr()
                     .wrapping_offset((first + j as isize) * src.cols as isize + col);
-                _mm512_maskz_loadu_ps(mask, at)
+                // SAFETY: the row is inside the plane and the masked load reads only the lanes
+                // in `mask`, inside the row (tap_masks).
+                unsafe { _mm512_maskz_loadu_ps(mask, at) }
             } else {
                 load_shifted(src, first + j as isize, col, mask)
             };
@@ -290,11 +289,8 @@ unsafe fn column_window<const N: usize, const V: usize, const R: usize>(
 
 /// Σ_{row, col} g[row][col] · src[row + dr][col + dc] for each of `src.taps`' offsets, added to
 /// `sums`, in a fixed order.
-///
-/// # Safety
-/// The CPU supports AVX-512F.
 #[target_feature(enable = "avx512f")]
-unsafe fn shifted_dots(g: &[f32], cols: usize, src: &Source, sums: &mut [f32]) {
+fn shifted_dots(g: &[f32], cols: usize, src: &Source, sums: &mut [f32]) {
     let rows = g.len() / cols;
     if let Some(groups) = src.columns {
         for grp in groups {
@@ -330,11 +326,9 @@ unsafe fn shifted_dots(g: &[f32], cols: usize, src: &Source, sums: &mut [f32]) {
 /// the g rows are loaded once for the group's taps and its source rows once for all of them
 /// (3×3 at stride 1: 10 loads per 12 FMAs, where one tap at a time takes 24; the
 /// per-tap loop was load-bound).
-///
-/// # Safety
-/// The CPU supports AVX-512F, and `g` holds `rows` rows of `cols`.
+/// `g` holds `rows` rows of `cols`.
 #[target_feature(enable = "avx512f")]
-unsafe fn grouped_dots<const R: usize>(
+fn grouped_dots<const R: usize>(
     g: &[f32],
     cols: usize,
     rows: usize,
@@ -364,12 +358,10 @@ unsafe fn grouped_dots<const R: usize>(
 /// acc[i][r] += g row row0 + i · src row row0 + i + dr0 + r shifted by the group's dc, for
 /// i < N, over every column vector: source rows row0 + dr0 … row0 + dr0 + N + R − 2 are
 /// loaded once per vector.
-///
-/// # Safety
-/// The CPU supports AVX-512F, and `g` holds rows row0..row0 + N of `cols` each.
+/// Panics unless `g` holds rows row0..row0 + N of `cols` each.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn dots_window<const N: usize, const R: usize>(
+fn dots_window<const N: usize, const R: usize>(
     acc: &mut [[__m512; R]; N],
     g: &[f32],
     cols: usize,
@@ -389,7 +381,9 @@ unsafe fn dots_window<const N: usize, const R: usize>(
         let at = col as isize + grp.dc;
         let mut gs = [_mm512_setzero_ps(); N];
         for (i, gv) in gs.iter_mut().enumerate() {
-            *gv = _mm512_maskz_loadu_ps(g_mask, g.as_ptr().add((row0 + i) * cols + col));
+            let at = g.as_ptr().wrapping_add((row0 + i) * cols + col);
+            // SAFETY: row row0 + i of `g` exists (asserted); the mask keeps the lanes below cols.
+            *gv = unsafe { _mm512_maskz_loadu_ps(g_mask, at) };
         }
         let mut xs = [_mm512_setzero_ps(); WINDOW];
         for (j, x) in xs.iter_mut().enumerate().take(N + R - 1) {
@@ -399,7 +393,9 @@ unsafe fn dots_window<const N: usize, const R: usize>(
                     .plane
                     .as_ptr()
                     .wrapping_offset(row * src.cols as isize + at);
-                _mm512_maskz_loadu_ps(mask, p)
+                // SAFETY: the row is inside the plane and the masked load reads only the lanes
+                // in `mask`, inside the row (tap_masks).
+                unsafe { _mm512_maskz_loadu_ps(mask, p) }
             } else {
                 load_shifted(src, row, at, mask)
             };
@@ -413,12 +409,10 @@ unsafe fn dots_window<const N: usize, const R: usize>(
 }
 
 /// acc[i] += g row row0 + i · src row row0 + i shifted by tap t, for i < N.
-///
-/// # Safety
-/// The CPU supports AVX-512F, and `g` holds rows row0..row0 + N of `cols` each.
+/// Panics unless `g` holds rows row0..row0 + N of `cols` each.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn dot_rows<const N: usize>(
+fn dot_rows<const N: usize>(
     g: &[f32],
     cols: usize,
     row0: usize,
@@ -439,10 +433,15 @@ unsafe fn dot_rows<const N: usize>(
             .wrapping_offset(first * src.cols as isize + col as isize + dc);
         for (i, a) in acc.iter_mut().enumerate() {
             let row = row0 + i;
-            let gv = _mm512_maskz_loadu_ps(g_mask, g.as_ptr().add(row * cols + col));
+            let g_at = g.as_ptr().wrapping_add(row * cols + col);
+            // SAFETY: row `row` of `g` exists (asserted); the mask keeps the lanes below cols.
+            let gv = unsafe { _mm512_maskz_loadu_ps(g_mask, g_at) };
             let x = if inside_rows {
                 // All N rows inside the plane: no per-row test.
-                _mm512_maskz_loadu_ps(mask, at.wrapping_add(i * src.cols))
+                let x_at = at.wrapping_add(i * src.cols);
+                // SAFETY: the row is inside the plane and the masked load reads only the
+                // lanes in `mask`, inside the row (tap_masks).
+                unsafe { _mm512_maskz_loadu_ps(mask, x_at) }
             } else {
                 load_shifted(src, first + i as isize, col as isize + dc, mask)
             };
@@ -498,12 +497,13 @@ fn phases(pb: &ConvProblem) -> Vec<Phase> {
 }
 
 /// Copies phase `ph` of an H×W plane into `dst` (rows × cols).
-fn extract_phase(pb: &ConvProblem, plane: &[f32], ph: &Phase, dst: &mut [f32]) {
+fn extract_phase(cpu: Avx512, pb: &ConvProblem, plane: &[f32], ph: &Phase, dst: &mut [f32]) {
     let [sh, sw] = pb.params.stride;
     for (i, row) in dst.chunks_exact_mut(ph.cols).enumerate() {
         let src = &plane[(i * sh + ph.a) * pb.w + ph.b..(i * sh + ph.a + 1) * pb.w];
         if sw == 2 {
-            // SAFETY: the caller checked AVX-512F (`direct::available`).
+            let _ = cpu;
+            // SAFETY: the `cpu` token proves AVX-512F.
             unsafe { every_other(src, row) };
             continue;
         }
@@ -516,31 +516,37 @@ fn extract_phase(pb: &ConvProblem, plane: &[f32], ph: &Phase, dst: &mut [f32]) {
 /// dst[j] = src[2·j] for every j of dst (at most ⌈src.len / 2⌉), 16 at a time with a two-vector
 /// permute: the stride-2 phase split was a fifth of a strided depthwise layer's time as a
 /// scalar loop.
-///
-/// # Safety
-/// The CPU supports AVX-512F.
 #[target_feature(enable = "avx512f")]
-unsafe fn every_other(src: &[f32], dst: &mut [f32]) {
+fn every_other(src: &[f32], dst: &mut [f32]) {
     assert!(dst.len() <= src.len().div_ceil(2));
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     for j0 in (0..dst.len()).step_by(LANES) {
         let at = 2 * j0;
-        let lo = _mm512_maskz_loadu_ps(
-            inside(at as isize, src.len()),
-            src.as_ptr().wrapping_add(at),
-        );
         let hi_at = at + LANES;
-        let hi = _mm512_maskz_loadu_ps(
-            inside(hi_at as isize, src.len()),
-            src.as_ptr().wrapping_add(hi_at),
-        );
+        // SAFETY: each masked load reads only lanes below src.len(), the store only lanes below
+        // dst.len().
+        let (lo, hi) = unsafe {
+            (
+                _mm512_maskz_loadu_ps(
+                    inside(at as isize, src.len()),
+                    src.as_ptr().wrapping_add(at),
+                ),
+                _mm512_maskz_loadu_ps(
+                    inside(hi_at as isize, src.len()),
+                    src.as_ptr().wrapping_add(hi_at),
+                ),
+            )
+        };
         let v = _mm512_permutex2var_ps(lo, even, hi);
-        _mm512_mask_storeu_ps(dst.as_mut_ptr().add(j0), inside(j0 as isize, dst.len()), v);
+        let mask = inside(j0 as isize, dst.len());
+        // SAFETY: as above.
+        unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr().wrapping_add(j0), mask, v) };
     }
 }
 
 /// The phase planes of one H×W plane: the plane itself at stride 1, else copies in `buf`.
 fn phase_planes<'a>(
+    cpu: Avx512,
     pb: &ConvProblem,
     plane: &'a [f32],
     phases: &[Phase],
@@ -554,7 +560,7 @@ fn phase_planes<'a>(
     let mut views = Vec::with_capacity(phases.len());
     for ph in phases {
         let (this, tail) = rest.split_at_mut(ph.rows * ph.cols);
-        extract_phase(pb, plane, ph, this);
+        extract_phase(cpu, pb, plane, ph, this);
         views.push(&*this);
         rest = tail;
     }
@@ -583,7 +589,7 @@ fn phase_taps(
 }
 
 /// Y = conv(X, W) of a depthwise problem (any stride, padding, dilation, multiplier).
-pub fn forward(pb: &ConvProblem, x: &[f32], w: &[f32]) -> Vec<f32> {
+pub fn forward(cpu: Avx512, pb: &ConvProblem, x: &[f32], w: &[f32]) -> Vec<f32> {
     let (hw, pq) = (pb.h * pb.w, pb.p * pb.q);
     let phases = phases(pb);
     let taps: Vec<_> = (0..pb.k)
@@ -610,17 +616,17 @@ pub fn forward(pb: &ConvProblem, x: &[f32], w: &[f32]) -> Vec<f32> {
                     masks: &masks[i],
                     columns: columns[i].as_deref(),
                 };
-                // SAFETY: the caller checked AVX-512F (`direct::available`); loads are masked
-                // to each plane, stores to the row.
+                // SAFETY: the `cpu` token proves AVX-512F.
                 if direct {
                     // The plane is its only phase: no copies, nothing allocated per plane.
                     unsafe { gather_plane(out, pb.q, &[source(0, plane)]) };
                     return;
                 }
-                let planes = phase_planes(pb, plane, &phases, buf);
+                let planes = phase_planes(cpu, pb, plane, &phases, buf);
                 let sources: Vec<Source> = (planes.iter().enumerate())
                     .map(|(i, plane)| source(i, plane))
                     .collect();
+                // SAFETY: as above.
                 unsafe { gather_plane(out, pb.q, &sources) };
             });
     };
@@ -630,7 +636,7 @@ pub fn forward(pb: &ConvProblem, x: &[f32], w: &[f32]) -> Vec<f32> {
 
 /// dX of a depthwise problem: each stride phase of dX gathers the taps of its phase from the
 /// dY planes of its channel (dY offsets negated), then is interleaved into dX.
-pub fn input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Vec<f32> {
+pub fn input_grad(cpu: Avx512, pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Vec<f32> {
     let (hw, pq, kg) = (pb.h * pb.w, pb.p * pb.q, pb.k_per_group());
     let phases = phases(pb);
     let taps: Vec<_> = (0..pb.k)
@@ -663,17 +669,18 @@ pub fn input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Vec<f32> {
                             columns: columns[i].as_deref(),
                         })
                         .collect();
-                    // SAFETY: as in `forward`.
+                    // SAFETY: the `cpu` token proves AVX-512F.
                     if direct {
                         unsafe { gather_plane(out, pb.w, &sources) };
                         continue;
                     }
                     let phase = as_uninit(&mut buf[at..at + sizes[i]]);
+                    // SAFETY: as above.
                     unsafe { gather_plane(phase, ph.cols, &sources) };
                     at += sizes[i];
                 }
                 if !direct {
-                    interleave_phases(pb, &phases, buf, out);
+                    interleave_phases(cpu, pb, &phases, buf, out);
                 }
             },
         );
@@ -686,6 +693,7 @@ pub fn input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Vec<f32> {
 /// Writes the phase planes in `planes` (in `phases` order, back to back) into the H×W plane
 /// `out`: phase (a, b) row i is dX row i·sh + a, columns b, b + sw, …
 fn interleave_phases(
+    cpu: Avx512,
     pb: &ConvProblem,
     phases: &[Phase],
     planes: &[f32],
@@ -708,7 +716,8 @@ fn interleave_phases(
             &planes[start + i * ph.cols..][..ph.cols]
         };
         if sw == 2 && pb.w >= 2 {
-            // SAFETY: the caller checked AVX-512F (`direct::available`).
+            let _ = cpu;
+            // SAFETY: the `cpu` token proves AVX-512F.
             unsafe { interleave2(row_of(0), row_of(1), dst) };
             continue;
         }
@@ -722,35 +731,44 @@ fn interleave_phases(
 
 /// dst[2·j] = even[j], dst[2·j + 1] = odd[j] over dst, 16 pairs at a time with two-vector
 /// permutes (the scalar interleave was half of a stride-2 depthwise input gradient).
-///
-/// # Safety
-/// The CPU supports AVX-512F.
 #[target_feature(enable = "avx512f")]
-unsafe fn interleave2(even: &[f32], odd: &[f32], dst: &mut [MaybeUninit<f32>]) {
+fn interleave2(even: &[f32], odd: &[f32], dst: &mut [MaybeUninit<f32>]) {
     assert!(even.len() == dst.len().div_ceil(2) && odd.len() == dst.len() / 2);
     let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     let high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     for j0 in (0..even.len()).step_by(LANES) {
-        let e = _mm512_maskz_loadu_ps(inside(j0 as isize, even.len()), even.as_ptr().add(j0));
-        let o = _mm512_maskz_loadu_ps(
-            inside(j0 as isize, odd.len()),
-            odd.as_ptr().wrapping_add(j0),
-        );
+        // SAFETY: each masked load reads only lanes below its slice's length, each masked store
+        // only lanes below dst.len().
+        let (e, o) = unsafe {
+            (
+                _mm512_maskz_loadu_ps(
+                    inside(j0 as isize, even.len()),
+                    even.as_ptr().wrapping_add(j0),
+                ),
+                _mm512_maskz_loadu_ps(
+                    inside(j0 as isize, odd.len()),
+                    odd.as_ptr().wrapping_add(j0),
+                ),
+            )
+        };
         let at = 2 * j0;
         let first = _mm512_permutex2var_ps(e, low, o);
         let second = _mm512_permutex2var_ps(e, high, o);
         let out = dst.as_mut_ptr().cast::<f32>();
-        _mm512_mask_storeu_ps(out.add(at), inside(at as isize, dst.len()), first);
-        _mm512_mask_storeu_ps(
-            out.wrapping_add(at + LANES),
-            inside((at + LANES) as isize, dst.len()),
-            second,
-        );
+        // SAFETY: as above.
+        unsafe {
+            _mm512_mask_storeu_ps(out.wrapping_add(at), inside(at as isize, dst.len()), first);
+            _mm512_mask_storeu_ps(
+                out.wrapping_add(at + LANES),
+                inside((at + LANES) as isize, dst.len()),
+                second,
+            );
+        }
     }
 }
 
 /// dW of a depthwise problem. Deterministic: each dW row sums its images in order.
-pub fn weight_grad(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Vec<f32> {
+pub fn weight_grad(cpu: Avx512, pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Vec<f32> {
     let (hw, pq, rs) = (pb.h * pb.w, pb.p * pb.q, pb.r * pb.s);
     let phases = phases(pb);
     let taps = phase_taps(pb, &phases, None, 0, 1);
@@ -765,7 +783,8 @@ pub fn weight_grad(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Vec<f32> {
             let c = pb.group_of_output(k);
             let mut sums = vec![0f32; rs];
             for n in 0..pb.n {
-                let planes = phase_planes(pb, &x[pb.x_index(n, c, 0, 0)..][..hw], &phases, buf);
+                let plane = &x[pb.x_index(n, c, 0, 0)..][..hw];
+                let planes = phase_planes(cpu, pb, plane, &phases, buf);
                 let g = &dy[pb.y_index(n, k, 0, 0)..][..pq];
                 for (i, ph) in phases.iter().enumerate() {
                     let src = Source {
@@ -777,7 +796,7 @@ pub fn weight_grad(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Vec<f32> {
                         columns: columns[i].as_deref(),
                     };
                     sums[..ph.taps.len()].fill(0.0);
-                    // SAFETY: as in `forward`.
+                    // SAFETY: the `cpu` token proves AVX-512F.
                     unsafe { shifted_dots(g, pb.q, &src, &mut sums[..ph.taps.len()]) };
                     for (&(t, _, _), v) in ph.taps.iter().zip(&sums) {
                         out[t] += v;

@@ -13,6 +13,7 @@
 
 use rayon::prelude::*;
 
+use crate::cpu::isa::Avx512;
 use crate::cpu::scratch::Scratch;
 use crate::error::{Result, TensorRole};
 use crate::problem::{ConvProblem, Op};
@@ -39,7 +40,7 @@ impl CpuKernel {
     /// operand), else portable.
     pub fn for_problem(pb: &ConvProblem, op: Op) -> Self {
         let direct = pb.is_depthwise() || (!pb.is_pointwise() && direct_suits(pb, op));
-        if direct_available() && direct {
+        if Avx512::detect().is_some() && direct {
             CpuKernel::Direct
         } else {
             CpuKernel::Portable
@@ -58,13 +59,6 @@ pub fn describe(pb: &ConvProblem, op: Op) -> &'static str {
         _ if direct => "direct AVX-512",
         _ => "im2col + gemm",
     }
-}
-
-fn direct_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return crate::cpu::direct::available();
-    #[cfg(not(target_arch = "x86_64"))]
-    return false;
 }
 
 fn direct_suits(pb: &ConvProblem, op: Op) -> bool {
@@ -311,11 +305,11 @@ pub fn forward_with(
         pb.check_len(TensorRole::Bias, b.len())?;
     }
     #[cfg(target_arch = "x86_64")]
-    if kernel == CpuKernel::Direct && direct_available() {
+    if let (CpuKernel::Direct, Some(cpu)) = (kernel, Avx512::detect()) {
         if !pb.is_depthwise() {
-            return Ok(crate::cpu::direct::forward(pb, x, w, bias));
+            return Ok(crate::cpu::direct::forward(cpu, pb, x, w, bias));
         }
-        let mut y = crate::cpu::direct_depthwise::forward(pb, x, w);
+        let mut y = crate::cpu::direct_depthwise::forward(cpu, pb, x, w);
         add_bias(pb, &mut y, bias);
         return Ok(y);
     }
@@ -376,12 +370,11 @@ pub fn input_grad_with(
     pb.check_len(TensorRole::OutputGrad, dy.len())?;
     pb.check_len(TensorRole::Weight, w.len())?;
     #[cfg(target_arch = "x86_64")]
-    if kernel == CpuKernel::Direct && direct_available() && pb.is_depthwise() {
-        return Ok(crate::cpu::direct_depthwise::input_grad(pb, dy, w));
-    }
-    #[cfg(target_arch = "x86_64")]
-    if kernel == CpuKernel::Direct && direct_available() && !pb.is_depthwise() {
-        if let Some(dx) = crate::cpu::direct::input_grad(pb, dy, w) {
+    if let (CpuKernel::Direct, Some(cpu)) = (kernel, Avx512::detect()) {
+        if pb.is_depthwise() {
+            return Ok(crate::cpu::direct_depthwise::input_grad(cpu, pb, dy, w));
+        }
+        if let Some(dx) = crate::cpu::direct::input_grad(cpu, pb, dy, w) {
             return Ok(dx);
         }
     }
@@ -452,11 +445,11 @@ pub fn weight_grad_with(
     pb.check_len(TensorRole::OutputGrad, dy.len())?;
     pb.check_len(TensorRole::Input, x.len())?;
     #[cfg(target_arch = "x86_64")]
-    if kernel == CpuKernel::Direct && direct_available() {
+    if let (CpuKernel::Direct, Some(cpu)) = (kernel, Avx512::detect()) {
         if !pb.is_depthwise() {
-            return Ok(crate::cpu::direct::weight_grad(pb, dy, x));
+            return Ok(crate::cpu::direct::weight_grad(cpu, pb, dy, x));
         }
-        return Ok(crate::cpu::direct_depthwise::weight_grad(pb, dy, x));
+        return Ok(crate::cpu::direct_depthwise::weight_grad(cpu, pb, dy, x));
     }
     let _ = kernel;
     if pb.is_depthwise() {
@@ -487,22 +480,33 @@ pub fn weight_grad_with(
         }
         dw
     };
-    if !images_in_parallel(pb) {
-        return Ok(partial(0..pb.n, Threads::All));
-    }
-    // One contiguous run of images per thread, summed in a fixed order: deterministic.
-    let t = rayon::current_num_threads();
-    let ranges: Vec<_> = (0..t).map(|i| i * pb.n / t..(i + 1) * pb.n / t).collect();
-    let partials: Vec<Vec<f32>> = ranges
-        .into_par_iter()
-        .map(|range| partial(range, Threads::One))
+    // A fixed number of contiguous runs of images, each summed in order, then the runs added
+    // in order: the same sums whatever the thread count (images in parallel with one-thread
+    // GEMMs, or runs one after another with every thread in each GEMM).
+    let runs = pb.n.min(IMAGE_RUNS);
+    let ranges: Vec<_> = (0..runs)
+        .map(|i| i * pb.n / runs..(i + 1) * pb.n / runs)
         .collect();
+    let partials: Vec<Vec<f32>> = if images_in_parallel(pb) {
+        ranges
+            .into_par_iter()
+            .map(|range| partial(range, Threads::One))
+            .collect()
+    } else {
+        ranges
+            .into_iter()
+            .map(|range| partial(range, Threads::All))
+            .collect()
+    };
     let mut dw = vec![0f32; pb.w_len()];
     for part in &partials {
         dw.iter_mut().zip(part).for_each(|(d, v)| *d += v);
     }
     Ok(dw)
 }
+
+/// Runs of images the portable weight gradient sums separately before adding them in order.
+const IMAGE_RUNS: usize = 4;
 
 /// Output planes smaller than this take [`weight_grad_batched`]. (The same batching for the
 /// input gradient's column GEMM measured slower on resnet-3x3-7, 116–123 vs 143–158 GFLOP/s.)

@@ -2,11 +2,13 @@
 //! fast path that the benchmark calls "CPU": direct AVX-512 kernels for dense layers with large
 //! planes (`direct`, x86-64), im2col + GEMM for the rest, direct loops for depthwise.
 
+pub mod alloc;
 #[cfg(target_arch = "x86_64")]
 mod direct;
 #[cfg(target_arch = "x86_64")]
 mod direct_depthwise;
 pub mod fast;
+pub mod isa;
 #[cfg(target_arch = "x86_64")]
 mod output;
 pub mod reference;

@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Result, TensorRole};
-use crate::problem::{check_output_grad_shape, ConvProblem};
+use crate::problem::{check_data_len, check_output_grad_shape, ConvProblem};
 
 fn widen(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&a| a as f64).collect()
@@ -112,7 +112,7 @@ pub fn weight_grad_f64(problem: &ConvProblem, dy: &[f64], x: &[f64]) -> Result<V
 /// db\[k\] = Σ_{n,p,q} dY\[n,k,p,q\]. `dy_shape` is (N, K, P, Q).
 pub fn bias_grad(dy_shape: &[usize], dy: &[f32]) -> Result<Vec<f32>> {
     let [n, k, p, q] = check_output_grad_shape(dy_shape)?;
-    check_data_len(dy_shape, dy.len())?;
+    check_data_len(TensorRole::OutputGrad, dy_shape, dy.len())?;
     Ok((0..k)
         .map(|kk| {
             let mut acc = 0f64;
@@ -126,17 +126,4 @@ pub fn bias_grad(dy_shape: &[usize], dy: &[f32]) -> Result<Vec<f32>> {
             acc as f32
         })
         .collect())
-}
-
-pub(crate) fn check_data_len(dy_shape: &[usize], len: usize) -> Result<()> {
-    let expected: usize = dy_shape.iter().product();
-    if len != expected {
-        return Err(crate::Error::LengthMismatch {
-            role: TensorRole::OutputGrad,
-            got: len,
-            expected,
-            shape: dy_shape.to_vec(),
-        });
-    }
-    Ok(())
 }

@@ -64,7 +64,8 @@ pub struct Explanation {
 }
 
 /// Output format of [`Explanation::render`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Format {
     /// Plain Unicode text.
     Text,
@@ -150,13 +151,13 @@ impl Explanation {
             bound
         };
         if terms > MAX_TERMS as u128 || pb.x_len() > MAX_TERMS {
-            return Err(Error::Invalid(format!(
-                "explain writes out every term and is limited to {MAX_TERMS}; x {:?} with w {:?} gives {terms} \
-                 terms per set of equations over {} inputs: try a smaller problem",
-                pb.x_shape(),
-                pb.w_shape(),
-                pb.x_len()
-            )));
+            return Err(Error::ExplainTooLarge {
+                x: pb.x_shape(),
+                w: pb.w_shape(),
+                terms,
+                inputs: pb.x_len(),
+                limit: MAX_TERMS,
+            });
         }
         let sym = |tensor, index| Sym { tensor, index };
         let mut forward = Vec::with_capacity(pb.y_len());

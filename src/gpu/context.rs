@@ -1,83 +1,88 @@
-//! The GPU context: adapter choice, device, pipeline cache, buffers and read-back.
+//! The GPU context: a device (gpuconv's own or the caller's), its planner, the pipeline cache,
+//! the scratch pool, and buffers in and out.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::error::{Error, Result};
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, Result, TensorRole};
+use crate::gpu::adapter::{instance, pick_adapter, AdapterSummary};
+use crate::gpu::config::{Overrides, ShaderChecks};
 use crate::gpu::kernels::{Kernel, Spec};
-use crate::gpu::plan::TileProfile;
-use crate::gpu::timer::PassTimer;
+use crate::gpu::plan::{Planner, TileProfile};
 
-static NEXT_CONTEXT_ID: AtomicU64 = AtomicU64::new(1);
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh id for a context or a recorder.
+pub(crate) fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Locks `m`, recovering the data if a panic poisoned it (every value behind gpuconv's mutexes
+/// stays valid across a panic: caches and pools).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Which limits a context asks its device for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LimitsChoice {
+    /// Everything the adapter offers.
+    #[default]
+    Adapter,
+    /// Only what WebGPU guarantees on every device (wgpu's defaults: 16 KiB workgroup storage,
+    /// 256 invocations per workgroup, 128 MiB storage bindings, 8 storage buffers per stage,
+    /// 65535 workgroups per dimension), to prove the kernels run anywhere.
+    WebGpuMinimum,
+}
 
 /// How a context is built.
 #[derive(Debug, Clone, Default)]
 pub struct ContextOptions {
     /// Fill every output and scratch buffer with NaN before a kernel writes it, so elements a
-    /// kernel fails to write show up in tests. Costs an extra write per call.
+    /// kernel fails to write show up in tests. Costs an extra write per buffer.
     pub poison_outputs: bool,
     /// Tile profile to use instead of the one for the adapter's device type (tests use it to
     /// run the hardware-GPU tiles on lavapipe).
     pub tile_profile: Option<TileProfile>,
+    /// Forced tiles and the shader-check mode.
+    pub overrides: Overrides,
+    /// The limits to request (ignored by [`GpuContext::from_device`], which reads the device's).
+    pub limits: LimitsChoice,
 }
 
-/// The adapter a context runs on, as reported by wgpu.
-#[derive(Debug, Clone)]
-pub struct AdapterSummary {
-    /// Adapter name (e.g. "llvmpipe (LLVM 15.0.6, 256 bits)").
-    pub name: String,
-    /// Backend (Vulkan, Metal, Dx12, Gl).
-    pub backend: String,
-    /// Device type (DiscreteGpu, IntegratedGpu, Cpu, ...).
-    pub device_type: String,
-    /// Driver name and version.
-    pub driver: String,
+/// A compiled kernel and the bind group layout built from its interface.
+pub(crate) struct Pipeline {
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) layout: wgpu::BindGroupLayout,
 }
 
-impl AdapterSummary {
-    /// The summary of a wgpu adapter.
-    pub fn from_adapter(adapter: &wgpu::Adapter) -> Self {
-        Self::from_info(&adapter.get_info())
-    }
-
-    fn from_info(info: &wgpu::AdapterInfo) -> Self {
-        AdapterSummary {
-            name: info.name.clone(),
-            backend: format!("{:?}", info.backend),
-            device_type: format!("{:?}", info.device_type),
-            driver: format!("{} {}", info.driver, info.driver_info)
-                .trim()
-                .to_string(),
-        }
-    }
-}
-
-impl std::fmt::Display for AdapterSummary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} ({}, {}, driver {})",
-            self.name, self.backend, self.device_type, self.driver
-        )
-    }
+/// Everything that changes a shader module or pipeline: the pipeline cache's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct PipelineKey {
+    kernel: Kernel,
+    spec: Spec,
+    checks: ShaderChecks,
 }
 
 /// A wgpu device with gpuconv's pipelines. Build once and share (it is `Send + Sync`):
-/// pipelines are compiled on first use and cached.
+/// pipelines are compiled on first use and cached. Work is recorded with a
+/// [`Recorder`](crate::gpu::Recorder); each op method here records one op and submits it.
 pub struct GpuContext {
     pub(crate) id: u64,
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
     adapter_info: wgpu::AdapterInfo,
-    pub(crate) limits: wgpu::Limits,
-    pipelines: Mutex<HashMap<(Kernel, Spec), Arc<wgpu::ComputePipeline>>>,
-    uncaptured: Arc<Mutex<Vec<String>>>,
+    pub(crate) planner: Planner,
     pub(crate) options: ContextOptions,
-    pub(crate) profile: TileProfile,
-    pub(crate) timer: Mutex<Option<PassTimer>>,
-    /// The open chain's encoder and the thread recording it (see `GpuContext::chain`).
-    pub(crate) chain: Mutex<Option<(std::thread::ThreadId, wgpu::CommandEncoder)>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+    scratch_pool: Mutex<Vec<wgpu::Buffer>>,
+    /// Bound where a kernel needs a buffer it never reads (the forward without a bias).
+    pub(crate) zeros: wgpu::Buffer,
+    /// Errors outside gpuconv's error scopes, collected when gpuconv owns the device.
+    uncaptured: Option<Arc<Mutex<Vec<wgpu::Error>>>>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -88,45 +93,8 @@ impl std::fmt::Debug for GpuContext {
     }
 }
 
-/// Creates the wgpu instance, honouring `WGPU_BACKEND` and the other `WGPU_*` instance variables.
-pub fn instance() -> wgpu::Instance {
-    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
-}
-
-/// Every adapter the instance sees.
-pub async fn enumerate_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
-    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
-    instance.enumerate_adapters(backends).await
-}
-
-/// The adapter gpuconv uses: the first whose name contains `WGPU_ADAPTER_NAME` (case-insensitive)
-/// when that is set, else wgpu's choice for `WGPU_POWER_PREF` (default high performance).
-pub async fn pick_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter> {
-    if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
-        let wanted_lower = wanted.to_lowercase();
-        let adapters = enumerate_adapters(instance).await;
-        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
-        return adapters
-            .into_iter()
-            .find(|a| a.get_info().name.to_lowercase().contains(&wanted_lower))
-            .ok_or_else(|| Error::NoAdapter {
-                detail: format!(
-                    " whose name contains WGPU_ADAPTER_NAME={wanted:?} (adapters seen: {names:?})"
-                ),
-            });
-    }
-    let power_preference =
-        wgpu::PowerPreference::from_env().unwrap_or(wgpu::PowerPreference::HighPerformance);
-    instance
-        .request_adapter(&wgpu::RequestAdapterOptions {
-            power_preference,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| Error::NoAdapter {
-            detail: format!(" ({e})"),
-        })
-}
+/// Scratch buffers the pool keeps between calls.
+const POOL_KEPT: usize = 8;
 
 impl GpuContext {
     /// Picks an adapter (see [`pick_adapter`]) and creates a device with the adapter's own limits.
@@ -146,53 +114,91 @@ impl GpuContext {
 
     /// Like [`GpuContext::new_async`] with explicit options.
     pub async fn with_options_async(options: ContextOptions) -> Result<Self> {
-        let instance = instance();
+        let instance = instance()?;
         let adapter = pick_adapter(&instance).await?;
         Self::from_adapter(adapter, options).await
     }
 
-    /// Builds a context on a given adapter, requesting all of its limits (not wgpu's defaults).
+    /// Builds a context with its own device on `adapter`, requesting the limits `options`
+    /// choose and, where the adapter has them, timestamp queries.
     pub async fn from_adapter(adapter: wgpu::Adapter, options: ContextOptions) -> Result<Self> {
         let adapter_info = adapter.get_info();
-        let limits = adapter.limits();
+        let limits = match options.limits {
+            LimitsChoice::Adapter => adapter.limits(),
+            LimitsChoice::WebGpuMinimum => wgpu::Limits::default(),
+        };
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("gpuconv"),
-                // Timestamp queries give device-side timings (GpuContext::device_time_ms).
+                // Timestamp queries give device-side timings (Submission::device_time_ms).
                 required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
-                required_limits: limits.clone(),
+                required_limits: limits,
                 memory_hints: wgpu::MemoryHints::Performance,
                 ..Default::default()
             })
             .await
-            .map_err(|e| Error::RequestDevice {
+            .map_err(|source| Error::RequestDevice {
                 adapter: adapter_info.name.clone(),
-                message: e.to_string(),
+                source,
             })?;
-        // wgpu's default handler panics; errors outside our scopes are kept and reported instead.
+        // wgpu's default handler panics; errors outside gpuconv's scopes are kept and reported.
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = uncaptured.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            if let Ok(mut v) = sink.lock() {
-                v.push(e.to_string());
-            }
+            lock(&sink).push(e);
         }));
+        Self::build(device, queue, adapter_info, options, Some(uncaptured))
+    }
+
+    /// Builds a context over a device and queue the application created: gpuconv's work runs
+    /// on them alongside the application's, with the device's own limits and features. The tile
+    /// profile comes from `options.tile_profile` or the device's adapter info. The device's
+    /// uncaptured-error handler stays the application's: gpuconv catches its own errors in
+    /// error scopes.
+    pub fn from_device(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        options: ContextOptions,
+    ) -> Result<Self> {
+        let info = device.adapter_info();
+        Self::build(device, queue, info, options, None)
+    }
+
+    fn build(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        adapter_info: wgpu::AdapterInfo,
+        options: ContextOptions,
+        uncaptured: Option<Arc<Mutex<Vec<wgpu::Error>>>>,
+    ) -> Result<Self> {
+        let limits = device.limits();
         let profile = options
             .tile_profile
             .unwrap_or_else(|| TileProfile::for_device_type(adapter_info.device_type));
-        Ok(GpuContext {
-            id: NEXT_CONTEXT_ID.fetch_add(1, Ordering::Relaxed),
+        let planner = Planner {
+            profile,
+            overrides: options.overrides,
+            limits,
+        };
+        let zeros = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("gpuconv zeros"),
+            contents: &[0u8; 256],
+            usage: wgpu::BufferUsages::STORAGE,
+        });
+        let ctx = GpuContext {
+            id: next_id(),
             device,
             queue,
             adapter_info,
-            limits,
-            pipelines: Mutex::new(HashMap::new()),
-            uncaptured,
-            profile,
-            timer: Mutex::new(None),
-            chain: Mutex::new(None),
+            planner,
             options,
-        })
+            pipelines: Mutex::new(HashMap::new()),
+            scratch_pool: Mutex::new(Vec::new()),
+            zeros,
+            uncaptured,
+        };
+        ctx.take_uncaptured("creating the context")?;
+        Ok(ctx)
     }
 
     /// The adapter this context runs on.
@@ -200,14 +206,19 @@ impl GpuContext {
         AdapterSummary::from_info(&self.adapter_info)
     }
 
-    /// The tile profile the ops start from (see [`crate::gpu::plan`]).
+    /// The tile profile the planner starts from (see [`crate::gpu::plan::profile`]).
     pub fn tile_profile(&self) -> &TileProfile {
-        &self.profile
+        &self.planner.profile
     }
 
-    /// The device limits in force (the adapter's own).
+    /// The planner: the plan of any op on this context, without running it.
+    pub fn planner(&self) -> &Planner {
+        &self.planner
+    }
+
+    /// The device limits in force.
     pub fn limits(&self) -> &wgpu::Limits {
-        &self.limits
+        &self.planner.limits
     }
 
     /// The wgpu device, for callers that mix gpuconv with their own work.
@@ -220,36 +231,57 @@ impl GpuContext {
         &self.queue
     }
 
-    /// The compiled pipeline for `kernel` at `spec`, built on first use.
-    pub(crate) fn pipeline(
-        &self,
-        kernel: Kernel,
-        spec: Spec,
-    ) -> Result<Arc<wgpu::ComputePipeline>> {
-        let mut cache = self
-            .pipelines
-            .lock()
-            .map_err(|_| Error::Gpu("pipeline cache lock poisoned".into()))?;
-        if let Some(p) = cache.get(&(kernel, spec)) {
+    /// Whether the device has timestamp queries (lavapipe and most GPUs do).
+    pub fn has_device_timing(&self) -> bool {
+        self.device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// The compiled pipeline for `kernel` at `spec`, built on first use, with an explicit
+    /// layout from the kernel's interface.
+    pub(crate) fn pipeline(&self, kernel: Kernel, spec: Spec) -> Result<Arc<Pipeline>> {
+        let checks = self.options.overrides.shader_checks;
+        let key = PipelineKey {
+            kernel,
+            spec,
+            checks,
+        };
+        if let Some(p) = lock(&self.pipelines).get(&key) {
             return Ok(p.clone());
         }
-        let pipeline = self.scoped(|| {
+        // Built outside the lock: two threads may both build one, and one of them is kept.
+        let pipeline = self.scoped("building a pipeline", || {
             let desc = wgpu::ShaderModuleDescriptor {
                 label: Some(kernel.file_name()),
                 source: wgpu::ShaderSource::Wgsl(kernel.source(spec).into()),
             };
-            let module = match shader_checks_override() {
-                // SAFETY: an experiment switch (benches/NOTES.md, "H200"): every loop in
-                // gpuconv's kernels is counted, every divisor is a problem size that
-                // ConvProblem keeps non-zero, and every index is clamped in the kernel.
+            let module = match checks.runtime_checks() {
+                // SAFETY: ShaderChecks documents the switch: every loop in gpuconv's kernels is
+                // counted, every divisor is a problem size ConvProblem keeps non-zero, and every
+                // index is clamped in the kernel, so the dropped checks never fire.
                 Some(checks) => unsafe { self.device.create_shader_module_trusted(desc, checks) },
                 None => self.device.create_shader_module(desc),
             };
+            let layout = self
+                .device
+                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(kernel.file_name()),
+                    entries: &kernel.layout_entries(),
+                });
+            let pipeline_layout =
+                self.device
+                    .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                        label: Some(kernel.file_name()),
+                        bind_group_layouts: &[Some(&layout)],
+                        immediate_size: 0,
+                    });
             let constants = kernel.constants(spec);
-            self.device
+            let pipeline = self
+                .device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(kernel.file_name()),
-                    layout: None,
+                    layout: Some(&pipeline_layout),
                     module: &module,
                     entry_point: Some("main"),
                     compilation_options: wgpu::PipelineCompilationOptions {
@@ -257,69 +289,66 @@ impl GpuContext {
                         zero_initialize_workgroup_memory: true,
                     },
                     cache: None,
-                })
+                });
+            Pipeline { pipeline, layout }
         })?;
         let pipeline = Arc::new(pipeline);
-        cache.insert((kernel, spec), pipeline.clone());
+        lock(&self.pipelines).insert(key, pipeline.clone());
         Ok(pipeline)
     }
 
-    /// Runs `f` inside validation and out-of-memory error scopes; a wgpu error becomes `Error::Gpu`.
-    pub(crate) fn scoped<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+    /// Runs `f` inside validation and out-of-memory error scopes (this thread's); a wgpu error
+    /// becomes [`Error::Wgpu`] saying it happened `during`.
+    pub(crate) fn scoped<T>(&self, during: &'static str, f: impl FnOnce() -> T) -> Result<T> {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let out = f();
         let v = pollster::block_on(validation.pop());
         let o = pollster::block_on(oom.pop());
-        if let Some(e) = v.or(o) {
-            return Err(Error::Gpu(e.to_string()));
+        if let Some(source) = v.or(o) {
+            return Err(Error::Wgpu { during, source });
         }
-        self.take_uncaptured()?;
+        self.take_uncaptured(during)?;
         Ok(out)
     }
 
-    fn take_uncaptured(&self) -> Result<()> {
-        let mut errors = self
-            .uncaptured
-            .lock()
-            .map_err(|_| Error::Gpu("error sink lock poisoned".into()))?;
+    /// The first error wgpu reported outside any scope since the last call, if any.
+    pub(crate) fn take_uncaptured(&self, during: &'static str) -> Result<()> {
+        let Some(sink) = &self.uncaptured else {
+            return Ok(());
+        };
+        let mut errors = lock(sink);
         if errors.is_empty() {
-            Ok(())
-        } else {
-            let msg = errors.join("; ");
-            errors.clear();
-            Err(Error::Gpu(msg))
+            return Ok(());
+        }
+        let first = errors.remove(0);
+        errors.clear();
+        Err(Error::Wgpu {
+            during,
+            source: first,
+        })
+    }
+
+    /// Checks a buffer of `bytes` for `what` against the device's largest buffer.
+    pub(crate) fn check_buffer_size(&self, what: &str, bytes: u128) -> Result<u64> {
+        let limit = self.planner.limits.max_buffer_size;
+        match u64::try_from(bytes) {
+            Ok(b) if b <= limit => Ok(b),
+            _ => Err(Error::BufferTooLarge {
+                what: what.to_string(),
+                bytes,
+                limit,
+                limit_name: "buffer (max_buffer_size)",
+                adapter: self.adapter_info.name.clone(),
+            }),
         }
     }
 
-    /// Checks a storage buffer of `bytes` against the device limits.
-    pub(crate) fn check_buffer_size(&self, what: &str, bytes: u64) -> Result<()> {
-        let checks = [
-            (self.limits.max_buffer_size, "buffer (max_buffer_size)"),
-            (
-                self.limits.max_storage_buffer_binding_size,
-                "storage binding (max_storage_buffer_binding_size)",
-            ),
-        ];
-        for (limit, limit_name) in checks {
-            if bytes > limit {
-                return Err(Error::BufferTooLarge {
-                    what: what.to_string(),
-                    bytes,
-                    limit,
-                    limit_name,
-                    adapter: self.adapter_info.name.clone(),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// An empty storage buffer for `len` f32s (at least 4 bytes), checked against the limits.
-    fn empty_storage_buffer(&self, what: &str, len: usize) -> Result<wgpu::Buffer> {
-        let bytes = (len.max(1) * 4) as u64;
-        self.check_buffer_size(what, bytes)?;
-        self.scoped(|| {
+    /// A new storage buffer of `bytes` (at least 4) for `what`, checked against the limits,
+    /// poisoned with NaN when the context asks.
+    pub(crate) fn storage_buffer(&self, what: &str, bytes: u128) -> Result<wgpu::Buffer> {
+        let bytes = self.check_buffer_size(what, bytes.max(4).next_multiple_of(4))?;
+        let buffer = self.scoped("allocating a buffer", || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(what),
                 size: bytes,
@@ -328,23 +357,125 @@ impl GpuContext {
                     | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
-        })
-    }
-
-    /// A storage buffer for `len` f32s, poisoned with NaN when the context asks.
-    pub(crate) fn storage_buffer(&self, what: &str, len: usize) -> Result<wgpu::Buffer> {
-        let buffer = self.empty_storage_buffer(what, len)?;
-        if self.options.poison_outputs {
-            let nan = vec![f32::NAN; len.max(1)];
-            self.queue
-                .write_buffer(&buffer, 0, bytemuck::cast_slice(&nan));
-        }
+        })?;
+        self.poison(&buffer, bytes)?;
         Ok(buffer)
     }
 
-    /// A storage buffer holding `data`.
-    pub(crate) fn storage_buffer_from(&self, what: &str, data: &[f32]) -> Result<wgpu::Buffer> {
-        let buffer = self.empty_storage_buffer(what, data.len())?;
+    /// Fills `bytes` of `buffer` with NaN when the context poisons outputs (applied at the next
+    /// submission, before its commands run).
+    pub(crate) fn poison(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<()> {
+        if !self.options.poison_outputs {
+            return Ok(());
+        }
+        let len = usize::try_from(bytes / 4).map_err(|_| Error::TooLarge {
+            what: "poisoned buffer".into(),
+            value: bytes.into(),
+            limit: usize::MAX as u128,
+        })?;
+        let nan = crate::cpu::alloc::filled(len, f32::NAN, "NaN fill of a poisoned buffer")?;
+        self.queue
+            .write_buffer(buffer, 0, bytemuck::cast_slice(&nan));
+        Ok(())
+    }
+
+    /// A scratch buffer of at least `bytes` from the pool (or new), poisoned when asked.
+    pub(crate) fn take_scratch(&self, what: &str, bytes: u64) -> Result<wgpu::Buffer> {
+        let pooled = {
+            let mut pool = lock(&self.scratch_pool);
+            let pick = (0..pool.len())
+                .filter(|&i| pool[i].size() >= bytes)
+                .min_by_key(|&i| pool[i].size());
+            pick.map(|i| pool.swap_remove(i))
+        };
+        match pooled {
+            Some(b) => {
+                self.poison(&b, bytes)?;
+                Ok(b)
+            }
+            None => self.storage_buffer(what, bytes.into()),
+        }
+    }
+
+    /// Returns scratch buffers to the pool. Work already recorded with them runs before any
+    /// later submission that reuses them (one queue runs its submissions in order).
+    pub(crate) fn return_scratch(&self, buffers: impl IntoIterator<Item = wgpu::Buffer>) {
+        let mut pool = lock(&self.scratch_pool);
+        pool.extend(buffers);
+        pool.sort_by_key(|b| std::cmp::Reverse(b.size()));
+        pool.truncate(POOL_KEPT);
+    }
+
+    /// Checks that `buffer` (with STORAGE usage) belongs to this context's device: binding it
+    /// here is a validation error otherwise, caught in a scope.
+    pub(crate) fn check_own_buffer(&self, buffer: &wgpu::Buffer) -> Result<()> {
+        let bad = |reason: &str| Error::BadBuffer {
+            role: TensorRole::Input,
+            reason: reason.to_string(),
+        };
+        if buffer.size() < 4 {
+            return Err(bad("it holds no element"));
+        }
+        let bound = self.scoped("checking a caller's buffer", || {
+            let layout = self
+                .device
+                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some("gpuconv buffer check"),
+                    entries: &[wgpu::BindGroupLayoutEntry {
+                        binding: 0,
+                        visibility: wgpu::ShaderStages::COMPUTE,
+                        ty: wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Storage { read_only: true },
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                        count: None,
+                    }],
+                });
+            self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("gpuconv buffer check"),
+                layout: &layout,
+                entries: &[wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer,
+                        offset: 0,
+                        size: wgpu::BufferSize::new(4),
+                    }),
+                }],
+            })
+        });
+        match bound {
+            Ok(_) => Ok(()),
+            Err(Error::Wgpu { .. }) => Err(bad("it belongs to another device")),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A uniform buffer holding `bytes`.
+    pub(crate) fn uniform_buffer(&self, bytes: &[u8]) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("gpuconv uniform"),
+                contents: bytes,
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+    }
+
+    /// A new storage buffer holding `data`, for tensor `role` (named in a size error).
+    pub(crate) fn buffer_from(&self, role: TensorRole, data: &[f32]) -> Result<wgpu::Buffer> {
+        let what = role.to_string();
+        let bytes = self.check_buffer_size(&what, data.len() as u128 * 4)?;
+        let buffer = self.scoped("allocating a buffer", || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&what),
+                size: bytes.max(4),
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
         if !data.is_empty() {
             self.queue
                 .write_buffer(&buffer, 0, bytemuck::cast_slice(data));
@@ -352,38 +483,18 @@ impl GpuContext {
         Ok(buffer)
     }
 
-    /// A uniform buffer holding `value`.
-    pub(crate) fn uniform_buffer<T: bytemuck::Pod>(&self, value: &T) -> wgpu::Buffer {
-        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("gpuconv uniform"),
-            size: std::mem::size_of::<T>() as u64,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        self.queue
-            .write_buffer(&buffer, 0, bytemuck::bytes_of(value));
-        buffer
-    }
-
-    /// Copies `len` f32s out of `buffer`. Submits the copy, then waits for the GPU.
-    pub(crate) async fn read_buffer(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
-        let bytes = self.read_bytes(buffer, (len * 4) as u64).await?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
-    }
-
-    /// The first `bytes` bytes of `buffer` (which needs COPY_SRC), through a staging buffer.
-    pub(crate) async fn read_bytes(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+    /// `bytes` bytes of `buffer` from `offset` (which needs COPY_SRC), through a staging buffer;
+    /// waits for the GPU.
+    pub(crate) async fn read_bytes(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+    ) -> Result<Vec<u8>> {
         if bytes == 0 {
             return Ok(Vec::new());
         }
-        if self.in_chain_on_this_thread()? {
-            return Err(Error::Invalid(
-                "cannot read a tensor inside GpuContext::chain: its ops are submitted when the \
-                 chain closure returns; read after it"
-                    .into(),
-            ));
-        }
-        let staging = self.scoped(|| {
+        let staging = self.scoped("reading back", || {
             let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("gpuconv read-back"),
                 size: bytes,
@@ -395,66 +506,42 @@ impl GpuContext {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("read-back"),
                 });
-            encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+            encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, bytes);
             self.queue.submit([encoder.finish()]);
             staging
         })?;
+        self.map_read(&staging).await
+    }
+
+    /// Maps `staging` (MAP_READ), waits for the GPU, and copies its contents out.
+    pub(crate) async fn map_read(&self, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
         let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             // The receiver only disappears if the caller's future was dropped; nothing to report then.
             let _ = sender.send(r);
         });
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely())?;
         match receiver.receive().await {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
-                return Err(Error::Gpu(format!(
-                    "mapping the read-back buffer failed: {e}"
-                )))
-            }
-            None => return Err(Error::Gpu("read-back was cancelled".into())),
+            Some(result) => result?,
+            None => return Err(Error::ReadCancelled),
         }
         let data = {
             let view = staging
                 .slice(..)
                 .get_mapped_range()
-                .map_err(|e| Error::Gpu(format!("read-back mapping: {e}")))?;
-            view.to_vec()
+                .map_err(|e| Error::Internal(format!("read-back mapping: {e}")))?;
+            let mut out = crate::cpu::alloc::vec_with_capacity(view.len(), "read-back copy")?;
+            out.extend_from_slice(&view);
+            out
         };
         staging.unmap();
-        self.take_uncaptured()?;
+        self.take_uncaptured("reading back")?;
         Ok(data)
     }
 
     /// Blocks until every submitted command has finished.
     pub fn wait(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
-        self.take_uncaptured()
+        self.device.poll(wgpu::PollType::wait_indefinitely())?;
+        self.take_uncaptured("waiting for the GPU")
     }
-}
-
-/// `GPUCONV_SHADER_CHECKS` turns off wgpu's injected shader checks, to measure what they cost:
-/// `no-loop-bound` (loop bounding), `no-div` (guarded integer division), `trusted` (both),
-/// `none` (those and bounds checks). Unset or anything else: every check stays on.
-fn shader_checks_override() -> Option<wgpu::ShaderRuntimeChecks> {
-    let mut checks = wgpu::ShaderRuntimeChecks::checked();
-    match std::env::var("GPUCONV_SHADER_CHECKS").ok()?.as_str() {
-        "no-loop-bound" => checks.force_loop_bounding = false,
-        "no-div" => checks.int_div_checks = false,
-        "trusted" => {
-            checks.force_loop_bounding = false;
-            checks.int_div_checks = false;
-        }
-        "none" => {
-            checks.force_loop_bounding = false;
-            checks.int_div_checks = false;
-            checks.bounds_checks = false;
-        }
-        _ => return None,
-    }
-    Some(checks)
 }

@@ -1,12 +1,19 @@
 //! The WGSL kernels, their specialisations and how their source is assembled.
 //!
-//! Each kernel lives in its own file under `shaders/`; `shaders/shared/conv.wgsl` is prepended to
-//! all of them. A kernel's register tile is unrolled at pipeline-build time: the kernel's
-//! specialisation ([`Spec`]) becomes `const` lines, and `//#for` blocks in the source are
-//! repeated by [`unroll`]. The workgroup size is the pipeline-overridable constant `WG`.
+//! Each kernel lives in its own file under `shaders/`; `shaders/shared/grid.wgsl` and
+//! `shaders/shared/uniforms.wgsl` are prepended to all of them, and the GEMM kernels are index
+//! maps with a shared core appended (`shared/register_gemm.wgsl` or `shared/block_gemm.wgsl`).
+//! A kernel's tile is unrolled at pipeline-build time: the kernel's specialisation ([`Spec`])
+//! becomes `const` lines, and `//#for` blocks in the source are repeated by [`unroll`]. The
+//! workgroup size is the pipeline-overridable constant `WG` (generated for the block core, whose
+//! workgroup arrays need it at compile time).
 
-/// Source shared by every kernel.
-pub const SHARED_WGSL: &str = include_str!("../../shaders/shared/conv.wgsl");
+/// The linear workgroup grid, prepended to every kernel.
+pub const GRID_WGSL: &str = include_str!("../../shaders/shared/grid.wgsl");
+/// Every family's uniform struct, prepended to every kernel.
+pub const UNIFORMS_WGSL: &str = include_str!("../../shaders/shared/uniforms.wgsl");
+/// The register-tile GEMM core appended to the register kernels (their index maps).
+pub const REGISTER_GEMM_WGSL: &str = include_str!("../../shaders/shared/register_gemm.wgsl");
 /// The workgroup-memory GEMM core appended to the `block_*` kernels (their index maps).
 pub const BLOCK_GEMM_WGSL: &str = include_str!("../../shaders/shared/block_gemm.wgsl");
 
@@ -105,6 +112,19 @@ impl Kernel {
         }
     }
 
+    /// Whether this kernel is index maps on the register-tile core (takes a [`TileSpec`]).
+    pub fn takes_register_core(self) -> bool {
+        matches!(
+            self,
+            Kernel::Forward
+                | Kernel::InputGrad
+                | Kernel::WeightGrad
+                | Kernel::Pointwise
+                | Kernel::PointwiseWeightGrad
+                | Kernel::Sgemm
+        )
+    }
+
     /// Whether this kernel is index maps on the workgroup-memory core (takes a [`BlockSpec`]).
     pub fn takes_block(self) -> bool {
         matches!(
@@ -119,7 +139,7 @@ impl Kernel {
     }
 
     /// Full WGSL source of this kernel at `spec`: the specialisation as constants, the shared
-    /// source, and the kernel body (then the block core, for block kernels) with its `//#for`
+    /// sources, and the kernel body (then its GEMM core, for the GEMM kernels) with its `//#for`
     /// blocks unrolled.
     pub fn source(self, spec: Spec) -> String {
         let counts = spec.counts();
@@ -130,12 +150,21 @@ impl Kernel {
         for (name, v) in &counts {
             out.push_str(&format!("const {name}: u32 = {v}u;\n"));
         }
-        out.push_str(SHARED_WGSL);
+        out.push_str(GRID_WGSL);
+        out.push('\n');
+        out.push_str(UNIFORMS_WGSL);
         out.push('\n');
         out.push_str(&unroll(self.body(), &counts));
-        if self.takes_block() {
+        let core = if self.takes_block() {
+            Some(BLOCK_GEMM_WGSL)
+        } else if self.takes_register_core() {
+            Some(REGISTER_GEMM_WGSL)
+        } else {
+            None
+        };
+        if let Some(core) = core {
             out.push('\n');
-            out.push_str(&unroll(BLOCK_GEMM_WGSL, &counts));
+            out.push_str(&unroll(core, &counts));
         }
         out
     }

@@ -30,6 +30,7 @@ pub fn open_context(tile_profile: Option<TileProfile>) -> Option<GpuContext> {
     match GpuContext::with_options(ContextOptions {
         poison_outputs: true,
         tile_profile,
+        ..Default::default()
     }) {
         Ok(ctx) => {
             eprintln!("GPU tests run on {}", ctx.adapter());
@@ -276,4 +277,25 @@ pub fn random_case(rng: &mut SplitMix64, i: usize) -> Case {
             return case(&format!("random #{i}"), x, w, params);
         }
     }
+}
+
+/// dW on the GPU with an explicit split-K count, in one recorder.
+pub fn weight_grad_with_splits(
+    ctx: &GpuContext,
+    dy: &gpuconv::GpuTensor,
+    x: &gpuconv::GpuTensor,
+    pb: &ConvProblem,
+    splits: usize,
+) -> Vec<f32> {
+    let mut rec = ctx.recorder();
+    let dw = rec
+        .weight_grad_with_splits(dy, x, &pb.w_shape(), pb.params, splits)
+        .unwrap();
+    rec.submit().unwrap();
+    ctx.read(&dw).unwrap()
+}
+
+/// The one-line description of `op`'s plan on `pb` in `ctx` (what `gpuconv bench` prints).
+pub fn plan_text(ctx: &GpuContext, op: gpuconv::Op, pb: &ConvProblem) -> String {
+    ctx.planner().plan(op, pb, false).unwrap().to_string()
 }

@@ -1,0 +1,458 @@
+//! The one executor: a [`Recorder`] records planned ops into a command encoder (its own, or the
+//! caller's) and is submitted as one unit.
+//!
+//! Every op on a recorder validates its problem once, asks the context's planner for the plan,
+//! allocates its output and takes pooled scratch, and records the plan's steps. Nothing runs until
+//! the recorder is submitted ([`Recorder::submit`]) or, on a caller's encoder, until the caller
+//! submits that encoder. Outputs are marked pending until then: reading one, or using it in
+//! another recorder, is an error rather than a read of unwritten memory. A recorder dropped without
+//! submitting (or unwound by a panic) leaves the context as it was: its scratch goes back to the
+//! pool and its outputs are marked abandoned.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result, TensorRole};
+use crate::gpu::context::next_id;
+use crate::gpu::plan::{BufferRef, BufferSlice, Dispatch, OpPlan, Operand, Step};
+use crate::gpu::tensor::{GpuTensor, Readiness};
+use crate::gpu::GpuContext;
+use crate::problem::{check_output_grad_shape, ConvParams, ConvProblem, Op};
+
+/// Compute passes one recorder can time (two timestamps each).
+const MAX_TIMED_PASSES: u32 = 512;
+
+/// The encoder a recorder writes into.
+enum Encoder<'e> {
+    /// The recorder's own, submitted by [`Recorder::submit`].
+    Own(wgpu::CommandEncoder),
+    /// The caller's, which the caller submits.
+    Borrowed(&'e mut wgpu::CommandEncoder),
+}
+
+impl Encoder<'_> {
+    fn get(&mut self) -> &mut wgpu::CommandEncoder {
+        match self {
+            Encoder::Own(e) => e,
+            Encoder::Borrowed(e) => e,
+        }
+    }
+}
+
+/// Timestamp queries around every compute pass a recorder records.
+struct PassTimer {
+    query_set: wgpu::QuerySet,
+    passes: u32,
+}
+
+/// Records ops into one command encoder; see the module docs. Made by
+/// [`GpuContext::recorder`], [`GpuContext::timed_recorder`] or [`GpuContext::recorder_for`].
+pub struct Recorder<'c, 'e> {
+    ctx: &'c GpuContext,
+    id: u64,
+    encoder: Option<Encoder<'e>>,
+    timer: Option<PassTimer>,
+    scratch: Vec<wgpu::Buffer>,
+    outputs: Vec<Arc<Readiness>>,
+}
+
+/// A recorder's submitted work: wait for it, or read its device time.
+pub struct Submission<'c> {
+    ctx: &'c GpuContext,
+    index: wgpu::SubmissionIndex,
+    timing: Option<(wgpu::Buffer, u32)>,
+}
+
+impl GpuContext {
+    /// A recorder with its own encoder.
+    pub fn recorder(&self) -> Recorder<'_, 'static> {
+        self.new_recorder(
+            Encoder::Own(
+                self.device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("gpuconv recorder"),
+                    }),
+            ),
+            false,
+        )
+    }
+
+    /// A recorder that also writes a timestamp at the start and end of every compute pass it
+    /// records (where the device has timestamp queries), for
+    /// [`Submission::device_time_ms`].
+    pub fn timed_recorder(&self) -> Recorder<'_, 'static> {
+        let mut rec = self.recorder();
+        if self.has_device_timing() {
+            rec.timer = Some(PassTimer {
+                query_set: self.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("gpuconv pass timestamps"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2 * MAX_TIMED_PASSES,
+                }),
+                passes: 0,
+            });
+        }
+        rec
+    }
+
+    /// A recorder writing into the caller's `encoder`, in order with the caller's own commands.
+    /// Finish it with [`Recorder::finish`] and submit the encoder yourself; the outputs are
+    /// marked ready at `finish`, so submit the encoder before reading them.
+    pub fn recorder_for<'e>(&self, encoder: &'e mut wgpu::CommandEncoder) -> Recorder<'_, 'e> {
+        self.new_recorder(Encoder::Borrowed(encoder), false)
+    }
+
+    fn new_recorder<'e>(&self, encoder: Encoder<'e>, _timed: bool) -> Recorder<'_, 'e> {
+        Recorder {
+            ctx: self,
+            id: next_id(),
+            encoder: Some(encoder),
+            timer: None,
+            scratch: Vec::new(),
+            outputs: Vec::new(),
+        }
+    }
+}
+
+impl<'c, 'e> Recorder<'c, 'e> {
+    /// The context this recorder records for.
+    pub fn context(&self) -> &'c GpuContext {
+        self.ctx
+    }
+
+    /// Records Y = conv(X, W) (+ b). `x` is (N, C, H, W), `w` (K, C/groups, R, S), `bias` (K,).
+    pub fn forward(
+        &mut self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        params: ConvParams,
+    ) -> Result<GpuTensor> {
+        let problem = ConvProblem::new(x.shape(), w.shape(), params)?;
+        if let Some(b) = bias {
+            problem.check_shape(TensorRole::Bias, b.shape())?;
+        }
+        let plan = self
+            .ctx
+            .planner
+            .plan(Op::Forward, &problem, bias.is_some())?;
+        let mut operands = vec![
+            (Operand::X, TensorRole::Input, x),
+            (Operand::W, TensorRole::Weight, w),
+        ];
+        if let Some(b) = bias {
+            operands.push((Operand::Bias, TensorRole::Bias, b));
+        }
+        self.record(&plan, &operands)
+    }
+
+    /// Records dX from dY and W. `x_shape` is the forward input's (N, C, H, W).
+    pub fn input_grad(
+        &mut self,
+        dy: &GpuTensor,
+        w: &GpuTensor,
+        x_shape: &[usize],
+        params: ConvParams,
+    ) -> Result<GpuTensor> {
+        let problem = ConvProblem::with_output_grad(x_shape, w.shape(), dy.shape(), params)?;
+        let plan = self.ctx.planner.plan(Op::InputGrad, &problem, false)?;
+        self.record(
+            &plan,
+            &[
+                (Operand::Dy, TensorRole::OutputGrad, dy),
+                (Operand::W, TensorRole::Weight, w),
+            ],
+        )
+    }
+
+    /// Records dW from dY and X. `w_shape` is the weight's (K, C/groups, R, S).
+    pub fn weight_grad(
+        &mut self,
+        dy: &GpuTensor,
+        x: &GpuTensor,
+        w_shape: &[usize],
+        params: ConvParams,
+    ) -> Result<GpuTensor> {
+        let problem = ConvProblem::with_output_grad(x.shape(), w_shape, dy.shape(), params)?;
+        let plan = self.ctx.planner.plan(Op::WeightGrad, &problem, false)?;
+        self.record_weight_grad(&plan, dy, x)
+    }
+
+    /// [`Recorder::weight_grad`] with an explicit split-K count (tests and tuning): every count
+    /// gives the same result within rounding, and each repeats bit for bit.
+    pub fn weight_grad_with_splits(
+        &mut self,
+        dy: &GpuTensor,
+        x: &GpuTensor,
+        w_shape: &[usize],
+        params: ConvParams,
+        splits: usize,
+    ) -> Result<GpuTensor> {
+        let problem = ConvProblem::with_output_grad(x.shape(), w_shape, dy.shape(), params)?;
+        let plan = self
+            .ctx
+            .planner
+            .plan_weight_grad_with_splits(&problem, splits)?;
+        self.record_weight_grad(&plan, dy, x)
+    }
+
+    fn record_weight_grad(
+        &mut self,
+        plan: &OpPlan,
+        dy: &GpuTensor,
+        x: &GpuTensor,
+    ) -> Result<GpuTensor> {
+        self.record(
+            plan,
+            &[
+                (Operand::Dy, TensorRole::OutputGrad, dy),
+                (Operand::X, TensorRole::Input, x),
+            ],
+        )
+    }
+
+    /// Records db\[k\] = Σ dY\[n,k,·,·\]. `dy` is (N, K, P, Q).
+    pub fn bias_grad(&mut self, dy: &GpuTensor) -> Result<GpuTensor> {
+        let dims = check_output_grad_shape(dy.shape())?;
+        let plan = self.ctx.planner.plan_bias_grad(dims)?;
+        self.record(&plan, &[(Operand::Dy, TensorRole::OutputGrad, dy)])
+    }
+
+    /// Records `plan` with its operands, returning its (pending) output.
+    pub fn record(
+        &mut self,
+        plan: &OpPlan,
+        operands: &[(Operand, TensorRole, &GpuTensor)],
+    ) -> Result<GpuTensor> {
+        for (_, role, t) in operands {
+            t.check_usable(self.ctx, *role, Some(self.id))?;
+        }
+        let output_len = plan.output_len();
+        let output = self
+            .ctx
+            .storage_buffer(plan.output_what, output_len as u128 * 4)?;
+        let first_scratch = self.scratch.len();
+        for s in &plan.scratch {
+            let buffer = self.ctx.take_scratch(s.what, s.bytes)?;
+            self.scratch.push(buffer);
+        }
+        let scratch = &self.scratch[first_scratch..];
+        let resolve = |slice: &BufferSlice| -> Result<(wgpu::Buffer, u64, Option<u64>)> {
+            match slice.buffer {
+                BufferRef::Output => Ok((output.clone(), slice.offset, slice.size)),
+                BufferRef::Zeros => Ok((self.ctx.zeros.clone(), 0, None)),
+                BufferRef::Scratch(i) => scratch
+                    .get(i)
+                    .map(|b| (b.clone(), slice.offset, slice.size))
+                    .ok_or_else(|| Error::Internal(format!("plan uses scratch {i} it lacks"))),
+                BufferRef::Operand(op) => {
+                    let (_, _, t) = operands
+                        .iter()
+                        .find(|(o, _, _)| *o == op)
+                        .ok_or_else(|| Error::Internal(format!("plan reads {op:?}, not given")))?;
+                    let size = slice.size.unwrap_or(t.bytes().saturating_sub(slice.offset));
+                    Ok((t.buffer.clone(), t.offset + slice.offset, Some(size)))
+                }
+            }
+        };
+        let ctx = self.ctx;
+        let encoder = self
+            .encoder
+            .as_mut()
+            .ok_or_else(|| Error::Internal("recorder already finished".into()))?
+            .get();
+        let timer = &mut self.timer;
+        ctx.scoped("recording", || -> Result<()> {
+            for step in &plan.steps {
+                match step {
+                    Step::Dispatch(d) => record_dispatch(ctx, encoder, timer, d, &resolve)?,
+                    Step::Clear(buffer) => {
+                        let (b, offset, size) = resolve(&BufferSlice::whole(*buffer))?;
+                        encoder.clear_buffer(&b, offset, size);
+                    }
+                }
+            }
+            Ok(())
+        })??;
+        let readiness = Readiness::pending(self.id);
+        self.outputs.push(readiness.clone());
+        Ok(GpuTensor::new(
+            self.ctx,
+            output,
+            plan.output_shape.clone(),
+            output_len,
+            readiness,
+        ))
+    }
+
+    /// Submits everything recorded (one command buffer) and marks the outputs ready.
+    pub fn submit(mut self) -> Result<Submission<'c>> {
+        let encoder = match self.encoder.take() {
+            Some(Encoder::Own(e)) => e,
+            Some(Encoder::Borrowed(_)) => {
+                return Err(Error::Internal(
+                    "a recorder on the caller's encoder is finished with Recorder::finish".into(),
+                ))
+            }
+            None => return Err(Error::Internal("recorder already finished".into())),
+        };
+        let mut encoder = encoder;
+        let timing = match self.timer.take() {
+            Some(t) if t.passes > 0 && t.passes <= MAX_TIMED_PASSES => {
+                let queries = 2 * t.passes;
+                let bytes = u64::from(queries) * 8;
+                let usage = wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC;
+                let resolve = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("gpuconv timestamp resolve"),
+                    size: bytes,
+                    usage,
+                    mapped_at_creation: false,
+                });
+                let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("gpuconv timestamp read-back"),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                encoder.resolve_query_set(&t.query_set, 0..queries, &resolve, 0);
+                encoder.copy_buffer_to_buffer(&resolve, 0, &staging, 0, bytes);
+                Some((staging, t.passes))
+            }
+            _ => None,
+        };
+        let index = self
+            .ctx
+            .scoped("submitting", || self.ctx.queue.submit([encoder.finish()]))?;
+        for r in self.outputs.drain(..) {
+            r.set_ready();
+        }
+        Ok(Submission {
+            ctx: self.ctx,
+            index,
+            timing,
+        })
+    }
+
+    /// Ends recording into the caller's encoder and marks the outputs ready: the caller submits
+    /// the encoder (before reading any output). On a recorder with its own encoder this submits.
+    pub fn finish(mut self) -> Result<()> {
+        match self.encoder {
+            Some(Encoder::Own(_)) => self.submit().map(|_| ()),
+            Some(Encoder::Borrowed(_)) => {
+                self.encoder = None;
+                for r in self.outputs.drain(..) {
+                    r.set_ready();
+                }
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Recorder<'_, '_> {
+    fn drop(&mut self) {
+        // Outputs of a recorder that was never submitted were never written.
+        for r in self.outputs.drain(..) {
+            r.set_abandoned();
+        }
+        self.ctx.return_scratch(self.scratch.drain(..));
+    }
+}
+
+/// Records one dispatch: pipeline, uniform, bind group from the kernel's interface, and a
+/// compute pass (timestamped when the recorder times).
+fn record_dispatch(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    timer: &mut Option<PassTimer>,
+    d: &Dispatch,
+    resolve: &impl Fn(&BufferSlice) -> Result<(wgpu::Buffer, u64, Option<u64>)>,
+) -> Result<()> {
+    let pipeline = ctx.pipeline(d.kernel, d.spec)?;
+    let uniform = ctx.uniform_buffer(d.uniform.bytes());
+    let iface = d.kernel.interface();
+    let mut buffers = Vec::with_capacity(iface.storage.len());
+    for slot in iface.storage {
+        let bind = d
+            .binds
+            .iter()
+            .find(|b| b.name == slot.name)
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "{} needs {}, the plan binds none",
+                    d.kernel.file_name(),
+                    slot.name
+                ))
+            })?;
+        buffers.push((slot.index, resolve(&bind.slice)?));
+    }
+    let mut entries = vec![wgpu::BindGroupEntry {
+        binding: 0,
+        resource: uniform.as_entire_binding(),
+    }];
+    for (index, (buffer, offset, size)) in &buffers {
+        entries.push(wgpu::BindGroupEntry {
+            binding: *index,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer,
+                offset: *offset,
+                size: size.and_then(wgpu::BufferSize::new),
+            }),
+        });
+    }
+    let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(d.kernel.file_name()),
+        layout: &pipeline.layout,
+        entries: &entries,
+    });
+    let slot = timer.as_mut().and_then(|t| {
+        let slot = t.passes;
+        t.passes = t.passes.saturating_add(1);
+        (slot < MAX_TIMED_PASSES).then(|| (t.query_set.clone(), 2 * slot))
+    });
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(d.kernel.file_name()),
+        timestamp_writes: slot.as_ref().map(|(query_set, first)| {
+            wgpu::ComputePassTimestampWrites {
+                query_set,
+                beginning_of_pass_write_index: Some(*first),
+                end_of_pass_write_index: Some(first + 1),
+            }
+        }),
+    });
+    pass.set_pipeline(&pipeline.pipeline);
+    pass.set_bind_group(0, &bind_group, &[]);
+    let [x, y, z] = d.grid;
+    pass.dispatch_workgroups(x, y, z);
+    Ok(())
+}
+
+impl Submission<'_> {
+    /// Waits until the submitted work has finished.
+    pub fn wait(self) -> Result<()> {
+        self.ctx.device.poll(wgpu::PollType::Wait {
+            submission_index: Some(self.index),
+            timeout: None,
+        })?;
+        self.ctx.take_uncaptured("waiting for the GPU")
+    }
+
+    /// Waits for the work and returns the summed device time of its compute passes in
+    /// milliseconds, from timestamp queries: `None` when the recorder was not timed, the device
+    /// has no timestamp queries, or more passes were recorded than can be timed.
+    pub fn device_time_ms(self) -> Result<Option<f64>> {
+        let Some((staging, passes)) = self.timing else {
+            self.ctx.wait()?;
+            return Ok(None);
+        };
+        let bytes = pollster::block_on(self.ctx.map_read(&staging))?;
+        let raw: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
+        let ticks: u64 = raw
+            .chunks_exact(2)
+            .take(passes as usize)
+            .map(|pair| pair[1].saturating_sub(pair[0]))
+            .sum();
+        let ns = ticks as f64 * f64::from(self.ctx.queue.get_timestamp_period());
+        Ok(Some(ns / 1e6))
+    }
+}
