@@ -2,11 +2,11 @@
 # Side-by-side rounds of gpuconv against the peers in ../shared/peers (torch CPU, candle CPU,
 # Burn wgpu), interleaved per shape: each shape is timed by gpuconv and then by every peer
 # before the next shape starts, so the compared figures are taken within a minute or two of
-# each other (this machine's speed drifts by up to 2x over minutes; benches/NOTES.md).
+# each other (this machine's speed drifts by up to 2x over minutes; PERFORMANCE.md, Method).
 #
 # Each timed process starts after SETTLE seconds of idle (default 10): right after a long
 # full-load run (Burn takes about a minute on the largest layer) this machine ran the next
-# process's first op at up to half speed (median 10.1 vs 5.8 ms, benches/NOTES.md).
+# process's first op at up to half speed (median 10.1 vs 5.8 ms, PERFORMANCE.md, Method).
 #
 # usage: benches/side_by_side.sh PEERS_DIR OUT_DIR [ROUNDS] [SHAPES.json]
 #   PEERS_DIR: a writable copy of ../shared/peers with the peers built as its README says

@@ -1,12 +1,15 @@
 // Bias gradient db[k] = Σ_{n,i} dY[n,k,i] over the plane's `plane` elements: one workgroup per
-// channel k, each invocation sums a fixed strided share, then a tree in workgroup memory; the
-// order never changes, so results repeat bit for bit.
+// channel k, each invocation sums a fixed strided share in runs of RUN terms (a share runs to
+// tens of thousands of terms on large planes; summing run totals keeps the rounding error near
+// that of a tree), then a tree in workgroup memory; the order never changes, so results repeat
+// bit for bit.
 
 @group(0) @binding(0) var<uniform> bg: BiasGrad;
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read_write> db: array<f32>;
 
 const WG: u32 = 256u;
+const RUN: u32 = 64u;
 var<workgroup> partial_sums: array<f32, WG>;
 
 @compute @workgroup_size(WG)
@@ -22,8 +25,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         let steps = select(0u, (bg.plane - lid.x - 1u) / WG + 1u, lid.x < bg.plane);
         for (var n = 0u; n < bg.n; n++) {
             let base = (n * bg.k + k) * bg.plane + lid.x;
-            for (var j = 0u; j < steps; j++) {
-                sum += dy[base + j * WG];
+            for (var j0 = 0u; j0 < steps; j0 += RUN) {
+                var run = 0.0;
+                for (var j = j0; j < min(j0 + RUN, steps); j++) {
+                    run += dy[base + j * WG];
+                }
+                sum += run;
             }
         }
     }

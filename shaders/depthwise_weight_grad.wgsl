@@ -55,15 +55,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         let x{u}_{v} = select(0.0, x[x_base + row{u} + u32(clamp(iw0 + {v}, 0, w_max))], row_ok{u} && iw0 + {v} >= 0 && iw0 + {v} <= w_max);
 //#end
 //#end
+        // A block past the plane's edge must not multiply its zero dY by window values that no
+        // output of the plane reads (0·∞ would be NaN where PyTorch has no such term).
+        if p0 + TP <= dw.out_h && q0 + TQ <= dw.out_w {
 //#for a in TP
 //#for b in TQ
 //#for r in R
 //#for s in S
-        acc{r}_{s} = fma(g{a}_{b}, x{a*SH+r*DH}_{b*SW+s*DW}, acc{r}_{s});
+            acc{r}_{s} = fma(g{a}_{b}, x{a*SH+r*DH}_{b*SW+s*DW}, acc{r}_{s});
 //#end
 //#end
 //#end
 //#end
+        } else {
+//#for a in TP
+//#for b in TQ
+            if p0 + {a}u < dw.out_h && q0 + {b}u < dw.out_w {
+//#for r in R
+//#for s in S
+                acc{r}_{s} = fma(g{a}_{b}, x{a*SH+r*DH}_{b*SW+s*DW}, acc{r}_{s});
+//#end
+//#end
+            }
+//#end
+//#end
+        }
     }
 
     if split < dw.splits {

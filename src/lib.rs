@@ -55,3 +55,5 @@ pub mod suite;
 pub use error::{Error, Result, TensorRole};
 pub use gpu::{GpuContext, GpuTensor, Recorder};
 pub use problem::{ConvParams, ConvProblem, Op};
+/// The wgpu this crate is built against, for callers that create their own device.
+pub use wgpu;

@@ -62,3 +62,29 @@ pub fn compare(got: &[f32], want: &[f32]) -> ErrorStats {
         bad,
     }
 }
+
+/// [`compare`] for results that may legitimately hold NaN or ±∞: where `want` has one, `got`
+/// must have the same (any NaN for NaN, the same infinity) or it counts as a bad element; the
+/// finite elements are compared as [`compare`] does.
+pub fn compare_nan_aware(got: &[f32], want: &[f32]) -> ErrorStats {
+    if got.len() != want.len() {
+        return compare(got, want);
+    }
+    let mismatched = got
+        .iter()
+        .zip(want)
+        .filter(|(g, w)| !(w.is_finite() || g == w || g.is_nan() && w.is_nan()))
+        .count();
+    let (g, w): (Vec<f32>, Vec<f32>) = got
+        .iter()
+        .zip(want)
+        .filter(|(_, w)| w.is_finite())
+        .map(|(g, w)| (*g, *w))
+        .unzip();
+    let mut stats = compare(&g, &w);
+    stats.bad += mismatched;
+    if mismatched > 0 {
+        stats.rel_l2 = f64::INFINITY;
+    }
+    stats
+}

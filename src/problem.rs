@@ -469,6 +469,31 @@ impl ConvProblem {
     }
 }
 
+impl ConvProblem {
+    /// The weights of output channel `k` whose tap lands in the padding at output (p, q), as
+    /// flat indices into W, in the order (cg, r, s). PyTorch multiplies them by the padding's
+    /// zero (0·NaN = NaN), so the forward sum and the weight gradient include these terms.
+    pub fn padding_taps(&self, k: usize, p: usize, q: usize) -> impl Iterator<Item = usize> + '_ {
+        (0..self.c_per_group()).flat_map(move |cg| {
+            (0..self.r).flat_map(move |r| {
+                (0..self.s).filter_map(move |s| {
+                    let inside = self.input_row(p, r).is_some() && self.input_col(q, s).is_some();
+                    (!inside).then(|| self.w_index(k, cg, r, s))
+                })
+            })
+        })
+    }
+}
+
+/// Whether any value is NaN or ±∞.
+pub fn has_nonfinite(values: &[f32]) -> bool {
+    const EXPONENT: u32 = 0x7f80_0000;
+    // The largest exponent field, an associative max that vectorises.
+    values
+        .chunks(1 << 14)
+        .any(|c| c.iter().fold(0, |m, v| m.max(v.to_bits() & EXPONENT)) == EXPONENT)
+}
+
 /// Output positions o in 0..out with 0 ≤ o·stride + offset − pad < size.
 fn valid_range(
     out: usize,

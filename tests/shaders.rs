@@ -69,7 +69,7 @@ fn representative_specs(kernel: Kernel) -> Vec<Spec> {
 /// with every pass on the block core, plus the representative specs.
 fn all_specs() -> BTreeSet<(Kernel, Spec)> {
     let mut set = BTreeSet::new();
-    for kernel in Kernel::ALL {
+    for &kernel in Kernel::ALL {
         for spec in representative_specs(kernel) {
             set.insert((kernel, spec));
         }
@@ -135,7 +135,7 @@ fn all_specs() -> BTreeSet<(Kernel, Spec)> {
 #[test]
 fn every_kernel_validates_at_every_specialisation() {
     let specs = all_specs();
-    for kernel in Kernel::ALL {
+    for &kernel in Kernel::ALL {
         assert!(
             specs.iter().any(|(k, _)| *k == kernel),
             "{} has no specialisation to check",
@@ -181,6 +181,8 @@ fn elem_of(module: &naga::Module, ty: naga::Handle<naga::Type>) -> Option<Elem> 
             size: naga::VectorSize::Quad,
             scalar,
         } if scalar == f32_scalar => Some(Elem::Vec4F32),
+        naga::TypeInner::Scalar(naga::Scalar::U32) => Some(Elem::U32),
+        naga::TypeInner::Atomic(naga::Scalar::U32) => Some(Elem::AtomicU32),
         _ => None,
     }
 }

@@ -1,6 +1,6 @@
 # Sourced by the H200 scripts: log everything to $OUT/log.txt, unpack the carried Vulkan
 # loader and glvnd libraries (.gl/*.deb), point the loader at the NVIDIA driver, and set B to
-# the carried release binary (.dev/gpuconv). benches/NOTES.md, "H200", says how both were made.
+# the carried release binary (.dev/gpuconv). PERFORMANCE.md, "NVIDIA H200 against cuDNN", says how both were made.
 set -u
 OUT=${OUT:-/tmp/h200-out}
 mkdir -p "$OUT"

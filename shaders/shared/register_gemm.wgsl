@@ -19,7 +19,9 @@
 //   fn step_next(st) -> Step
 //   fn lane_load(ls, st) -> Acc; fn uni_load(u, sg, st) -> Acc   the two operands at a step
 //   fn store(sl, l, u, acc)                           the result of lane item l, uniform item u
-// Items past the counts are computed on clamped indices and never stored.
+// Items past the counts are computed on clamped indices and never stored. Per-item work belongs
+// in lane/uni/lane_seg, not in store: the store is unrolled LANE_TILE × UNIFORM_TILE times, and a
+// branch there multiplies the pipeline's compile time (PERFORMANCE.md, [#register-core]).
 
 struct Grid { tiles_m: u32, tiles_n: u32, tiles_total: u32, lane_items: u32, uniform_items: u32 }
 

@@ -45,9 +45,26 @@ struct Depthwise {
     tiles_total: u32, splits: u32, out_len: u32, has_bias: u32,
 }
 
-// Adding `splits` slices of `out_len` partial sums in index order (reduce_splits.wgsl).
+// Adding `splits` slices of `out_len` partial sums in index order, onto the output's own values
+// when `accumulate` (reduce_splits.wgsl).
 struct Reduce {
-    splits: u32, out_len: u32,
+    splits: u32, out_len: u32, accumulate: u32, out_offset: u32,
+}
+
+// Scanning `len` values (nonfinite.wgsl).
+struct Scan {
+    len: u32,
+}
+
+// The input gradient's border pixels (input_grad_border.wgsl): the problem's geometry, the widths
+// of the border bands and the number of border pixels over all planes.
+struct Border {
+    n: u32, c: u32, h: u32, w: u32,
+    k: u32, r: u32, s: u32, p: u32,
+    q: u32, cg: u32, kg: u32, stride_h: u32,
+    stride_w: u32, pad_top: u32, pad_left: u32, dil_h: u32,
+    dil_w: u32, border_top: u32, border_bottom: u32, border_left: u32,
+    border_right: u32, pixels: u32,
 }
 
 // db[k] = Σ_{n, i < plane} dY[n, k, i] (bias_grad.wgsl).

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use gpuconv::cpu::reference;
 use gpuconv::explain::{Explanation, Format};
-use gpuconv::metrics::compare;
+use gpuconv::metrics::compare_nan_aware;
 use gpuconv::rng::SplitMix64;
 use gpuconv::{npy, ConvProblem, TensorRole};
 
@@ -128,19 +128,28 @@ fn numbers(args: &ExplainArgs, pb: &ConvProblem, ex: &Explanation) -> CliResult<
     let mut ok = true;
     for (i, (label, evaluated)) in sums.iter().enumerate() {
         println!("\n{label} evaluated from the printed sums:\n  {evaluated:?}");
-        let d_cpu = max_diff(evaluated, &cpu[i]);
+        let specials = |same: bool| {
+            if same {
+                ""
+            } else {
+                "; NaN or ±∞ at different places"
+            }
+        };
+        let (d_cpu, same_cpu) = max_diff(evaluated, &cpu[i]);
         println!(
-            "  CPU reference: {:?}\n    max |sums − CPU| = {d_cpu:e}",
-            cpu[i]
+            "  CPU reference: {:?}\n    max |sums − CPU| = {d_cpu:e} over the finite values{}",
+            cpu[i],
+            specials(same_cpu)
         );
-        ok &= d_cpu == 0.0;
+        ok &= d_cpu == 0.0 && same_cpu;
         match &gpu {
             Ok(g) => {
-                let d = max_diff(evaluated, &g[i]);
-                let within = compare(&g[i], evaluated).within_tolerance();
+                let (d, same) = max_diff(evaluated, &g[i]);
+                let within = compare_nan_aware(&g[i], evaluated).within_tolerance();
                 println!(
-                    "  GPU: {:?}\n    max |sums − GPU| = {d:e} ({})",
+                    "  GPU: {:?}\n    max |sums − GPU| = {d:e} over the finite values{} ({})",
                     g[i],
+                    specials(same),
                     if within {
                         "within f32 tolerance"
                     } else {
@@ -160,9 +169,17 @@ fn numbers(args: &ExplainArgs, pb: &ConvProblem, ex: &Explanation) -> CliResult<
     Ok(())
 }
 
-fn max_diff(a: &[f32], b: &[f32]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - *y as f64).abs())
-        .fold(0.0, f64::max)
+/// The largest |a − b| over elements where both are finite, and whether the two agree on every
+/// NaN and infinity (same positions, same infinities).
+fn max_diff(a: &[f32], b: &[f32]) -> (f64, bool) {
+    let mut worst = 0.0f64;
+    let mut specials_agree = a.len() == b.len();
+    for (x, y) in a.iter().zip(b) {
+        if x.is_finite() && y.is_finite() {
+            worst = worst.max((*x as f64 - *y as f64).abs());
+        } else if !(x.is_nan() && y.is_nan() || x == y) {
+            specials_agree = false;
+        }
+    }
+    (worst, specials_agree)
 }

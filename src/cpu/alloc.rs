@@ -24,3 +24,13 @@ pub fn filled<T: Clone>(len: usize, value: T, what: &str) -> Result<Vec<T>> {
     v.resize(len, value);
     Ok(v)
 }
+
+/// Checks that `bytes` of host memory can be allocated now (allocating and freeing them), so a
+/// kernel that allocates its output infallibly fails here, with one error, instead of aborting.
+pub fn ensure_available(bytes: u128, what: &str) -> Result<()> {
+    let len = usize::try_from(bytes).map_err(|_| Error::OutOfHostMemory {
+        what: what.to_string(),
+        bytes,
+    })?;
+    vec_with_capacity::<u8>(len, what).map(drop)
+}

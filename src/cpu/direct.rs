@@ -26,7 +26,7 @@ use crate::problem::{ConvProblem, Op};
 const LANES: usize = 16;
 
 /// Whether the direct kernels beat im2col + GEMM on `op` of `pb` (measured on the suite, see
-/// benches/NOTES.md): they compute the scratch columns of the flat layout too, so they need
+/// PERFORMANCE.md, [#cpu-direct]): they compute the scratch columns of the flat layout too, so they need
 /// most of each flat tile to be real outputs (≥ 85 %: ResNet 56×56 and 28×28 planes yes, 14×14
 /// and 7×7 no); the weight gradient also needs runs long enough (≥ 512 per image) to amortise
 /// each tile's horizontal sums; the input gradient runs as a forward (stride 1 only, see

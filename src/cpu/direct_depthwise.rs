@@ -42,7 +42,7 @@ struct Source<'a> {
 /// Taps that share a column offset `dc` and whose row offsets run dr0, dr0 + 1, … (at most
 /// [`MAX_COLUMN_TAPS`]): a tile of N output rows then needs N + len − 1 source rows loaded once
 /// each, not N·len loads (3×3 at stride 1: 6 loads per column shift instead of 12; the
-/// suite's depthwise layer ran about 25 % faster on one thread, benches/NOTES.md).
+/// suite's depthwise layer ran 20–40 % faster; PERFORMANCE.md, [#cpu-depthwise]).
 #[derive(Clone, Copy, Debug)]
 struct ColumnGroup {
     dc: isize,

@@ -13,10 +13,11 @@
 
 use rayon::prelude::*;
 
+use crate::cpu::alloc::{ensure_available, filled};
 use crate::cpu::isa::Avx512;
 use crate::cpu::scratch::Scratch;
 use crate::error::{Result, TensorRole};
-use crate::problem::{ConvProblem, Op};
+use crate::problem::{has_nonfinite, ConvProblem, Op};
 
 pub use crate::cpu::reference::bias_grad;
 
@@ -304,6 +305,8 @@ pub fn forward_with(
     if let Some(b) = bias {
         pb.check_len(TensorRole::Bias, b.len())?;
     }
+    // The output and as much again of working memory (planes, columns), or one error.
+    ensure_available(pb.y_len() as u128 * 8, "output y and its working memory")?;
     #[cfg(target_arch = "x86_64")]
     if let (CpuKernel::Direct, Some(cpu)) = (kernel, Avx512::detect()) {
         if !pb.is_depthwise() {
@@ -319,7 +322,7 @@ pub fn forward_with(
     } else {
         let (cg, kg, pq) = (pb.c_per_group(), pb.k_per_group(), pb.p * pb.q);
         let crs = cg * pb.r * pb.s;
-        let mut y = vec![0f32; pb.y_len()];
+        let mut y = filled(pb.y_len(), 0f32, "output y")?;
         let col_len = if pb.is_pointwise() { 0 } else { crs * pq };
         for_each_image(pb, &mut y, pb.k * pq, col_len, |n, y_n, col, threads| {
             for g in 0..pb.params.groups {
@@ -361,6 +364,10 @@ pub fn input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
 /// [`input_grad`] with the kernel family chosen by the caller (tests and benchmarks). The direct
 /// dense input gradient covers stride 1 (padding within the kernel's reach); other dense
 /// problems run the portable one.
+///
+/// With a NaN or ±∞ weight every problem runs the column GEMM: the direct and depthwise kernels
+/// read dY as zero past its edges and multiply that by the weight, which PyTorch's input
+/// gradient (only the terms that exist) does not.
 pub fn input_grad_with(
     kernel: CpuKernel,
     pb: &ConvProblem,
@@ -369,6 +376,13 @@ pub fn input_grad_with(
 ) -> Result<Vec<f32>> {
     pb.check_len(TensorRole::OutputGrad, dy.len())?;
     pb.check_len(TensorRole::Weight, w.len())?;
+    ensure_available(
+        pb.x_len() as u128 * 8,
+        "input gradient dx and its working memory",
+    )?;
+    if has_nonfinite(w) {
+        return input_grad_gemm(pb, dy, w);
+    }
     #[cfg(target_arch = "x86_64")]
     if let (CpuKernel::Direct, Some(cpu)) = (kernel, Avx512::detect()) {
         if pb.is_depthwise() {
@@ -382,9 +396,14 @@ pub fn input_grad_with(
     if pb.is_depthwise() {
         return Ok(depthwise_input_grad(pb, dy, w));
     }
+    input_grad_gemm(pb, dy, w)
+}
+
+/// The input gradient as Wᵀ·dY per (image, group), then col2im: exactly the terms that exist.
+fn input_grad_gemm(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     let (cg, kg, pq) = (pb.c_per_group(), pb.k_per_group(), pb.p * pb.q);
     let (crs, hw) = (cg * pb.r * pb.s, pb.h * pb.w);
-    let mut dx = vec![0f32; pb.x_len()];
+    let mut dx = filled(pb.x_len(), 0f32, "input gradient dx")?;
     let col_len = if pb.is_pointwise() { 0 } else { crs * pq };
     for_each_image(pb, &mut dx, pb.c * hw, col_len, |n, dx_n, col, threads| {
         for g in 0..pb.params.groups {
@@ -436,6 +455,10 @@ pub fn weight_grad(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Result<Vec<f32>> 
 }
 
 /// [`weight_grad`] with the kernel family chosen by the caller (tests and benchmarks).
+///
+/// The direct kernels and the stride-1 depthwise loops compute with flat layouts whose scratch
+/// columns multiply a zero dY by X values no term of PyTorch's sum contains; with a NaN or ±∞
+/// in X those problems run the GEMM, whose columns hold exactly the terms.
 pub fn weight_grad_with(
     kernel: CpuKernel,
     pb: &ConvProblem,
@@ -444,6 +467,17 @@ pub fn weight_grad_with(
 ) -> Result<Vec<f32>> {
     pb.check_len(TensorRole::OutputGrad, dy.len())?;
     pb.check_len(TensorRole::Input, x.len())?;
+    let [top, left, bottom, right] = pb.params.padding;
+    let padded_plane = (top + pb.h + bottom) as u128 * (left + pb.w + right) as u128;
+    ensure_available(
+        (pb.x_len() as u128 + pb.y_len() as u128 + padded_plane * 2) * 8,
+        "weight gradient working memory",
+    )?;
+    let direct = kernel == CpuKernel::Direct && Avx512::detect().is_some();
+    let flat = direct || (pb.is_depthwise() && pb.params.stride == [1, 1]);
+    if flat && has_nonfinite(x) {
+        return weight_grad_gemm(pb, dy, x);
+    }
     #[cfg(target_arch = "x86_64")]
     if let (CpuKernel::Direct, Some(cpu)) = (kernel, Avx512::detect()) {
         if !pb.is_depthwise() {
@@ -455,6 +489,11 @@ pub fn weight_grad_with(
     if pb.is_depthwise() {
         return Ok(depthwise_weight_grad(pb, dy, x));
     }
+    weight_grad_gemm(pb, dy, x)
+}
+
+/// The weight gradient as Σ dY·col(X)ᵀ: exactly the terms, padding zeros included.
+fn weight_grad_gemm(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Result<Vec<f32>> {
     if pb.p * pb.q < SMALL_PLANE && !pb.is_pointwise() {
         return Ok(weight_grad_batched(pb, dy, x));
     }

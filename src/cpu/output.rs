@@ -1,6 +1,6 @@
 //! Outputs that the kernels write element by element, allocated without zeroing them first:
 //! `vec![0.0; n]` memsets a multi-megabyte output on one thread before the parallel kernel
-//! starts (10 % of the depthwise forward's profile samples, benches/NOTES.md).
+//! starts (10 % of the depthwise forward's profile samples; PERFORMANCE.md, [#cpu-unzeroed]).
 
 use std::mem::MaybeUninit;
 

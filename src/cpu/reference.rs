@@ -3,18 +3,32 @@
 //! Kept obviously correct rather than fast: every op walks the same list of forward terms
 //! X\[x\]·W\[w\] → Y\[y\]; the gradients scatter along those terms instead of gathering.
 //! Parallel over independent output slices only, so results do not depend on thread count.
+//!
+//! NaN and ±∞ follow PyTorch: the padding is a zero that the forward pass multiplies by its
+//! weights and the weight gradient by dY ([`ConvProblem::padding_taps`]), so 0·NaN = NaN reaches
+//! those sums; the input gradient has only the terms that exist (a tap that misses dY adds
+//! nothing). Buffers are allocated fallibly: a problem too large for memory is an error.
 
 use rayon::prelude::*;
 
+use crate::cpu::alloc::{filled, vec_with_capacity};
 use crate::error::{Result, TensorRole};
 use crate::problem::{check_data_len, check_output_grad_shape, ConvProblem};
 
-fn widen(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&a| a as f64).collect()
+fn widen(v: &[f32], what: &str) -> Result<Vec<f64>> {
+    let mut out = vec_with_capacity(v.len(), what)?;
+    out.extend(v.iter().map(|&a| f64::from(a)));
+    Ok(out)
 }
 
-fn narrow(v: Vec<f64>) -> Vec<f32> {
-    v.into_iter().map(|a| a as f32).collect()
+fn narrow(v: Vec<f64>, what: &str) -> Result<Vec<f32>> {
+    let mut out = vec_with_capacity(v.len(), what)?;
+    out.extend(v.into_iter().map(|a| a as f32));
+    Ok(out)
+}
+
+fn f64_nonfinite(v: &[f64]) -> bool {
+    v.iter().any(|a| !a.is_finite())
 }
 
 /// Y = conv(X, W) (+ b): Y\[n,k,p,q\] = Σ_{c,r,s} X\[n,c,p·sh−top+r·dh,q·sw−left+s·dw\]·W\[k,c,r,s\] + b\[k\].
@@ -24,19 +38,35 @@ pub fn forward(
     w: &[f32],
     bias: Option<&[f32]>,
 ) -> Result<Vec<f32>> {
-    let bias = bias.map(widen);
-    forward_f64(problem, &widen(x), &widen(w), bias.as_deref()).map(narrow)
+    let bias = bias.map(|b| widen(b, "bias b (f64)")).transpose()?;
+    let y = forward_f64(
+        problem,
+        &widen(x, "input x (f64)")?,
+        &widen(w, "weight w (f64)")?,
+        bias.as_deref(),
+    )?;
+    narrow(y, "output y")
 }
 
 /// dX\[n,c,h,w\] = Σ over every (k, p, q, r, s) whose window put X\[n,c,h,w\] under W\[k,c,r,s\] of dY\[n,k,p,q\]·W\[k,c,r,s\].
 pub fn input_grad(problem: &ConvProblem, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
-    input_grad_f64(problem, &widen(dy), &widen(w)).map(narrow)
+    let dx = input_grad_f64(
+        problem,
+        &widen(dy, "output gradient dy (f64)")?,
+        &widen(w, "weight w (f64)")?,
+    )?;
+    narrow(dx, "input gradient dx")
 }
 
 /// dW\[k,c,r,s\] = Σ_{n,p,q} dY\[n,k,p,q\]·X\[n,c,p·sh−top+r·dh,q·sw−left+s·dw\]: one term per output
 /// position the shared weight touched.
 pub fn weight_grad(problem: &ConvProblem, dy: &[f32], x: &[f32]) -> Result<Vec<f32>> {
-    weight_grad_f64(problem, &widen(dy), &widen(x)).map(narrow)
+    let dw = weight_grad_f64(
+        problem,
+        &widen(dy, "output gradient dy (f64)")?,
+        &widen(x, "input x (f64)")?,
+    )?;
+    narrow(dw, "weight gradient dw")
 }
 
 /// [`forward`] in f64 throughout (for gradient checks).
@@ -52,7 +82,9 @@ pub fn forward_f64(
         problem.check_len(TensorRole::Bias, b.len())?;
     }
     let pq = problem.p * problem.q;
-    let mut y = vec![0f64; problem.y_len()];
+    let mut y = filled(problem.y_len(), 0f64, "output y (f64)")?;
+    // Padding terms add 0·w: nothing unless a weight is NaN or ±∞.
+    let padding_terms = f64_nonfinite(w);
     y.par_chunks_mut(pq).enumerate().for_each(|(nk, plane)| {
         let (n, k) = (nk / problem.k, nk % problem.k);
         for (i, out) in plane.iter_mut().enumerate() {
@@ -60,6 +92,11 @@ pub fn forward_f64(
             let mut acc = bias.map_or(0.0, |b| b[k]);
             for tap in problem.taps(n, k, p, q) {
                 acc += x[tap.x] * w[tap.w];
+            }
+            if padding_terms {
+                for wi in problem.padding_taps(k, p, q) {
+                    acc += 0.0 * w[wi];
+                }
             }
             *out = acc;
         }
@@ -72,7 +109,7 @@ pub fn input_grad_f64(problem: &ConvProblem, dy: &[f64], w: &[f64]) -> Result<Ve
     problem.check_len(TensorRole::OutputGrad, dy.len())?;
     problem.check_len(TensorRole::Weight, w.len())?;
     let chw = problem.c * problem.h * problem.w;
-    let mut dx = vec![0f64; problem.x_len()];
+    let mut dx = filled(problem.x_len(), 0f64, "input gradient dx (f64)")?;
     dx.par_chunks_mut(chw).enumerate().for_each(|(n, dx_n)| {
         for k in 0..problem.k {
             for p in 0..problem.p {
@@ -93,7 +130,9 @@ pub fn weight_grad_f64(problem: &ConvProblem, dy: &[f64], x: &[f64]) -> Result<V
     problem.check_len(TensorRole::OutputGrad, dy.len())?;
     problem.check_len(TensorRole::Input, x.len())?;
     let crs = problem.c_per_group() * problem.r * problem.s;
-    let mut dw = vec![0f64; problem.w_len()];
+    let mut dw = filled(problem.w_len(), 0f64, "weight gradient dw (f64)")?;
+    // Padding terms add dY·0: nothing unless a dY value is NaN or ±∞.
+    let padding_terms = f64_nonfinite(dy);
     dw.par_chunks_mut(crs).enumerate().for_each(|(k, dw_k)| {
         for n in 0..problem.n {
             for p in 0..problem.p {
@@ -101,6 +140,11 @@ pub fn weight_grad_f64(problem: &ConvProblem, dy: &[f64], x: &[f64]) -> Result<V
                     let g = dy[problem.y_index(n, k, p, q)];
                     for tap in problem.taps(n, k, p, q) {
                         dw_k[tap.w - k * crs] += g * x[tap.x];
+                    }
+                    if padding_terms {
+                        for wi in problem.padding_taps(k, p, q) {
+                            dw_k[wi - k * crs] += g * 0.0;
+                        }
                     }
                 }
             }

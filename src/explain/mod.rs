@@ -48,6 +48,11 @@ pub struct Equation {
     pub terms: Vec<(Sym, Sym)>,
     /// A bias added first (forward only, when asked).
     pub bias: Option<Sym>,
+    /// The terms whose input factor is the padding's zero, left out of the printed sums:
+    /// forward, the weights that met padding (`0·W`); weight gradients, the outputs whose window
+    /// put this weight on padding (`∂E/∂G·0`). They add nothing to finite sums, but 0·NaN is
+    /// NaN, so evaluating the sums includes them, as the computation does.
+    pub padding: Vec<Sym>,
 }
 
 /// The three sets of equations of one problem.
@@ -166,6 +171,7 @@ impl Explanation {
                 lhs: sym(Tensor::W, i),
                 terms: vec![],
                 bias: None,
+                padding: vec![],
             })
             .collect();
         let mut input_grads: Vec<Equation> = (0..pb.x_len())
@@ -173,6 +179,7 @@ impl Explanation {
                 lhs: sym(Tensor::V, i),
                 terms: vec![],
                 bias: None,
+                padding: vec![],
             })
             .collect();
         for n in 0..pb.n {
@@ -188,10 +195,16 @@ impl Explanation {
                             weight_grads[tap.w].terms.push((g, v));
                             input_grads[tap.x].terms.push((g, w));
                         }
+                        let mut padding = Vec::new();
+                        for wi in pb.padding_taps(k, p, q) {
+                            padding.push(sym(Tensor::W, wi));
+                            weight_grads[wi].padding.push(g);
+                        }
                         forward.push(Equation {
                             lhs: g,
                             terms,
                             bias: bias.then_some(sym(Tensor::B, k)),
+                            padding,
                         });
                     }
                 }
@@ -351,9 +364,13 @@ impl Explanation {
                     (Some(s), Some(b)) => b[s.index],
                     _ => 0.0,
                 };
-                e.terms
+                let sum = e
+                    .terms
                     .iter()
-                    .fold(start, |acc, (v, w_)| acc + x[v.index] * w[w_.index])
+                    .fold(start, |acc, (v, w_)| acc + x[v.index] * w[w_.index]);
+                e.padding
+                    .iter()
+                    .fold(sum, |acc, w_| acc + 0.0 * w[w_.index])
             })
             .collect()
     }
@@ -363,9 +380,11 @@ impl Explanation {
         self.weight_grads
             .iter()
             .map(|e| {
-                e.terms
+                let sum = e
+                    .terms
                     .iter()
-                    .fold(0.0, |acc, (g, v)| acc + dy[g.index] * x[v.index])
+                    .fold(0.0, |acc, (g, v)| acc + dy[g.index] * x[v.index]);
+                e.padding.iter().fold(sum, |acc, g| acc + dy[g.index] * 0.0)
             })
             .collect()
     }

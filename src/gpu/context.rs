@@ -27,7 +27,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Which limits a context asks its device for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum LimitsChoice {
     /// Everything the adapter offers.
     #[default]
@@ -36,6 +36,9 @@ pub enum LimitsChoice {
     /// 256 invocations per workgroup, 128 MiB storage bindings, 8 storage buffers per stage,
     /// 65535 workgroups per dimension), to prove the kernels run anywhere.
     WebGpuMinimum,
+    /// These limits (each at most the adapter's): e.g. a small storage binding, to run the
+    /// tiled paths on small problems.
+    Custom(Box<wgpu::Limits>),
 }
 
 /// How a context is built.
@@ -123,9 +126,10 @@ impl GpuContext {
     /// choose and, where the adapter has them, timestamp queries.
     pub async fn from_adapter(adapter: wgpu::Adapter, options: ContextOptions) -> Result<Self> {
         let adapter_info = adapter.get_info();
-        let limits = match options.limits {
+        let limits = match &options.limits {
             LimitsChoice::Adapter => adapter.limits(),
             LimitsChoice::WebGpuMinimum => wgpu::Limits::default(),
+            LimitsChoice::Custom(limits) => (**limits).clone(),
         };
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
@@ -179,6 +183,7 @@ impl GpuContext {
             profile,
             overrides: options.overrides,
             limits,
+            max_loop_trips: crate::gpu::plan::loop_budget(&adapter_info),
         };
         let zeros = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("gpuconv zeros"),

@@ -17,125 +17,190 @@ pub const REGISTER_GEMM_WGSL: &str = include_str!("../../shaders/shared/register
 /// The workgroup-memory GEMM core appended to the `block_*` kernels (their index maps).
 pub const BLOCK_GEMM_WGSL: &str = include_str!("../../shaders/shared/block_gemm.wgsl");
 
-/// One compute kernel (one .wgsl file, entry point `main`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kernel {
-    /// `shaders/forward.wgsl`.
-    Forward,
-    /// `shaders/pointwise.wgsl` (1×1 stride-1 forward and input gradient as a plain GEMM).
-    Pointwise,
-    /// `shaders/depthwise.wgsl` (depthwise forward and stride-1 input gradient, direct).
-    Depthwise,
-    /// `shaders/depthwise_weight_grad.wgsl`.
-    DepthwiseWeightGrad,
-    /// `shaders/input_grad.wgsl`.
-    InputGrad,
-    /// `shaders/weight_grad.wgsl`.
-    WeightGrad,
-    /// `shaders/pointwise_weight_grad.wgsl` (1×1 stride-1 weight gradient on vec4 quads).
-    PointwiseWeightGrad,
-    /// `shaders/col2im.wgsl` (input gradient of few-channel groups, after a pointwise GEMM).
-    Col2im,
-    /// `shaders/reduce_splits.wgsl`.
-    ReduceSplits,
-    /// `shaders/bias_grad.wgsl`.
-    BiasGrad,
-    /// `shaders/sgemm.wgsl` (the plain-SGEMM ceiling micro-benchmark).
-    Sgemm,
-    /// `shaders/block_forward.wgsl` on the workgroup-memory core (hardware GPUs).
-    BlockForward,
-    /// `shaders/block_input_grad.wgsl` (one stride phase) on the workgroup-memory core.
-    BlockInputGrad,
-    /// `shaders/block_weight_grad.wgsl` (split-K) on the workgroup-memory core.
-    BlockWeightGrad,
+use crate::gpu::interface::{Access, Elem, KernelInterface, StorageBinding};
+use crate::gpu::uniform::{
+    BiasGradUniform, BorderUniform, ConvUniform, DepthwiseUniform, PointwiseUniform,
+    PointwiseWeightGradUniform, ReduceUniform, ScanUniform, SgemmUniform, Uniform,
+};
+
+/// Which shared core a kernel's index maps are appended to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Core {
+    /// A standalone kernel.
+    None,
+    /// `shared/register_gemm.wgsl`: takes a [`TileSpec`].
+    Register,
+    /// `shared/block_gemm.wgsl`: takes a [`BlockSpec`].
+    Block,
+}
+
+/// Declares the kernel registry: for each kernel its WGSL file, core, specialisation kind,
+/// workgroup-size constant, uniform and bindings — everything the host needs to build, bind
+/// and check it, in one entry.
+macro_rules! kernels {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident => $file:literal, core $core:ident, $spec:ident, wg $wg:ident,
+            uniform $uniform:ty as $uname:literal,
+            [$($bname:ident : $access:ident $elem:ident),* $(,)?];
+    )*) => {
+        /// One compute kernel (one .wgsl file, entry point `main`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Kernel {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl Kernel {
+            /// Every kernel, for validation tests.
+            pub const ALL: &'static [Kernel] = &[$(Kernel::$name,)*];
+
+            /// The kernel's file name under `shaders/`.
+            pub fn file_name(self) -> &'static str {
+                match self {
+                    $(Kernel::$name => $file,)*
+                }
+            }
+
+            fn body(self) -> &'static str {
+                match self {
+                    $(Kernel::$name => include_str!(concat!("../../shaders/", $file)),)*
+                }
+            }
+
+            /// The shared core this kernel's index maps are appended to.
+            pub fn core(self) -> Core {
+                match self {
+                    $(Kernel::$name => Core::$core,)*
+                }
+            }
+
+            /// The kind of specialisation it takes.
+            pub fn spec_kind(self) -> SpecKind {
+                match self {
+                    $(Kernel::$name => SpecKind::$spec,)*
+                }
+            }
+
+            /// Whether its workgroup size is the pipeline-overridable constant `WG` (else it
+            /// is generated or fixed in the source).
+            fn overridable_wg(self) -> bool {
+                match self {
+                    $(Kernel::$name => kernels!(@wg $wg),)*
+                }
+            }
+
+            /// This kernel's bindings: its uniform at binding 0, then its storage buffers at
+            /// 1, 2, … in the order listed.
+            pub const fn interface(self) -> KernelInterface {
+                match self {
+                    $(Kernel::$name => {
+                        const STORAGE: &[StorageBinding] = &kernels!(@bind 1u32; $($bname $access $elem,)*);
+                        KernelInterface {
+                            uniform_name: $uname,
+                            uniform: &<$uniform as Uniform>::LAYOUT,
+                            storage: STORAGE,
+                        }
+                    })*
+                }
+            }
+        }
+    };
+    (@wg override) => { true };
+    (@wg fixed) => { false };
+    (@bind $i:expr; $($bname:ident $access:ident $elem:ident,)*) => {
+        kernels!(@acc $i; []; $($bname $access $elem,)*)
+    };
+    (@acc $i:expr; [$($done:expr,)*]; $bname:ident $access:ident $elem:ident, $($rest:tt)*) => {
+        kernels!(@acc $i + 1u32; [$($done,)* StorageBinding {
+            index: $i,
+            name: stringify!($bname),
+            access: Access::$access,
+            elem: Elem::$elem,
+        },]; $($rest)*)
+    };
+    (@acc $i:expr; [$($done:expr,)*];) => { [$($done,)*] };
+}
+
+kernels! {
+    /// Forward as an implicit GEMM on the register core.
+    Forward => "forward.wgsl", core Register, Tile, wg override,
+        uniform ConvUniform as "cv", [x: Read F32, wt: Read F32, bias: Read F32, y: ReadWrite F32];
+    /// The 1×1 stride-1 forward and input gradient as a plain GEMM on vec4 pixel quads, on the
+    /// register core; also the column GEMM of the few-channel input gradient.
+    Pointwise => "pointwise.wgsl", core Register, Tile, wg override,
+        uniform PointwiseUniform as "pw",
+        [src: Read Vec4F32, wt: Read F32, bias: Read F32, dst: ReadWrite Vec4F32];
+    /// Depthwise forward and stride-1 input gradient, direct.
+    Depthwise => "depthwise.wgsl", core None, Window, wg override,
+        uniform DepthwiseUniform as "dw", [src: Read F32, wt: Read F32, bias: Read F32, dst: ReadWrite F32];
+    /// Depthwise weight gradient, direct, partial sums per channel.
+    DepthwiseWeightGrad => "depthwise_weight_grad.wgsl", core None, Window, wg override,
+        uniform DepthwiseUniform as "dw", [dy: Read F32, x: Read F32, partial: ReadWrite F32];
+    /// Input gradient of one stride phase as an implicit GEMM on the register core.
+    InputGrad => "input_grad.wgsl", core Register, Tile, wg override,
+        uniform ConvUniform as "cv", [dy: Read F32, wt: Read F32, dx: ReadWrite F32];
+    /// Weight gradient (split-K) on the register core.
+    WeightGrad => "weight_grad.wgsl", core Register, Tile, wg override,
+        uniform ConvUniform as "cv", [dy: Read F32, x: Read F32, partial: ReadWrite F32];
+    /// 1×1 stride-1 weight gradient on vec4 quads (split-K) on the register core.
+    PointwiseWeightGrad => "pointwise_weight_grad.wgsl", core Register, Tile, wg override,
+        uniform PointwiseWeightGradUniform as "pg",
+        [dy: Read Vec4F32, x: Read Vec4F32, partial: ReadWrite F32];
+    /// Sums the column matrix of the few-channel input gradient into dX.
+    Col2im => "col2im.wgsl", core None, Tile, wg override,
+        uniform ConvUniform as "cv", [col: Read F32, dx: ReadWrite F32];
+    /// Adds split-K slices in index order.
+    ReduceSplits => "reduce_splits.wgsl", core None, Tile, wg override,
+        uniform ReduceUniform as "rd", [partial: Read F32, out: ReadWrite F32];
+    /// Flags NaN and ±∞ among values (the weights, for the input gradient's border pass).
+    Nonfinite => "nonfinite.wgsl", core None, Tile, wg override,
+        uniform ScanUniform as "sc", [values: Read F32, flag: ReadWrite AtomicU32];
+    /// The input gradient's border pixels, exactly, when the weights hold NaN or ±∞.
+    InputGradBorder => "input_grad_border.wgsl", core None, Tile, wg override,
+        uniform BorderUniform as "bd",
+        [dy: Read F32, wt: Read F32, flag: Read U32, dx: ReadWrite F32];
+    /// Bias gradient: one workgroup tree per channel (256 invocations, fixed).
+    BiasGrad => "bias_grad.wgsl", core None, Tile, wg fixed,
+        uniform BiasGradUniform as "bg", [dy: Read F32, db: ReadWrite F32];
+    /// The plain SGEMM ceiling micro-benchmark on the register core.
+    Sgemm => "sgemm.wgsl", core Register, Tile, wg override,
+        uniform SgemmUniform as "sg", [a: Read F32, b: Read Vec4F32, c: ReadWrite Vec4F32];
+    /// Forward on the workgroup-memory core (hardware GPUs).
+    BlockForward => "block_forward.wgsl", core Block, Block, wg fixed,
+        uniform ConvUniform as "cv", [x: Read F32, wt: Read F32, bias: Read F32, y: ReadWrite F32];
+    /// Input gradient of one stride phase on the workgroup-memory core.
+    BlockInputGrad => "block_input_grad.wgsl", core Block, Block, wg fixed,
+        uniform ConvUniform as "cv", [dy: Read F32, wt: Read F32, dx: ReadWrite F32];
+    /// Weight gradient (split-K) on the workgroup-memory core.
+    BlockWeightGrad => "block_weight_grad.wgsl", core Block, Block, wg fixed,
+        uniform ConvUniform as "cv", [dy: Read F32, x: Read F32, partial: ReadWrite F32];
+}
+
+/// The kind of specialisation a kernel takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecKind {
+    /// A [`TileSpec`] (register tile or 1D workgroup).
+    Tile,
+    /// A [`WindowSpec`] (direct depthwise).
+    Window,
+    /// A [`BlockSpec`] (workgroup-memory core).
+    Block,
 }
 
 impl Kernel {
-    /// Every kernel, for validation tests.
-    pub const ALL: [Kernel; 14] = [
-        Kernel::Forward,
-        Kernel::Pointwise,
-        Kernel::Depthwise,
-        Kernel::DepthwiseWeightGrad,
-        Kernel::InputGrad,
-        Kernel::WeightGrad,
-        Kernel::PointwiseWeightGrad,
-        Kernel::Col2im,
-        Kernel::ReduceSplits,
-        Kernel::BiasGrad,
-        Kernel::Sgemm,
-        Kernel::BlockForward,
-        Kernel::BlockInputGrad,
-        Kernel::BlockWeightGrad,
-    ];
-
-    /// The kernel's file name under `shaders/`.
-    pub fn file_name(self) -> &'static str {
-        match self {
-            Kernel::Forward => "forward.wgsl",
-            Kernel::Pointwise => "pointwise.wgsl",
-            Kernel::Depthwise => "depthwise.wgsl",
-            Kernel::DepthwiseWeightGrad => "depthwise_weight_grad.wgsl",
-            Kernel::InputGrad => "input_grad.wgsl",
-            Kernel::WeightGrad => "weight_grad.wgsl",
-            Kernel::PointwiseWeightGrad => "pointwise_weight_grad.wgsl",
-            Kernel::Col2im => "col2im.wgsl",
-            Kernel::ReduceSplits => "reduce_splits.wgsl",
-            Kernel::BiasGrad => "bias_grad.wgsl",
-            Kernel::Sgemm => "sgemm.wgsl",
-            Kernel::BlockForward => "block_forward.wgsl",
-            Kernel::BlockInputGrad => "block_input_grad.wgsl",
-            Kernel::BlockWeightGrad => "block_weight_grad.wgsl",
-        }
-    }
-
-    fn body(self) -> &'static str {
-        match self {
-            Kernel::Forward => include_str!("../../shaders/forward.wgsl"),
-            Kernel::Pointwise => include_str!("../../shaders/pointwise.wgsl"),
-            Kernel::Depthwise => include_str!("../../shaders/depthwise.wgsl"),
-            Kernel::DepthwiseWeightGrad => {
-                include_str!("../../shaders/depthwise_weight_grad.wgsl")
-            }
-            Kernel::InputGrad => include_str!("../../shaders/input_grad.wgsl"),
-            Kernel::WeightGrad => include_str!("../../shaders/weight_grad.wgsl"),
-            Kernel::PointwiseWeightGrad => {
-                include_str!("../../shaders/pointwise_weight_grad.wgsl")
-            }
-            Kernel::Col2im => include_str!("../../shaders/col2im.wgsl"),
-            Kernel::ReduceSplits => include_str!("../../shaders/reduce_splits.wgsl"),
-            Kernel::BiasGrad => include_str!("../../shaders/bias_grad.wgsl"),
-            Kernel::Sgemm => include_str!("../../shaders/sgemm.wgsl"),
-            Kernel::BlockForward => include_str!("../../shaders/block_forward.wgsl"),
-            Kernel::BlockInputGrad => include_str!("../../shaders/block_input_grad.wgsl"),
-            Kernel::BlockWeightGrad => include_str!("../../shaders/block_weight_grad.wgsl"),
-        }
-    }
-
     /// Whether this kernel is index maps on the register-tile core (takes a [`TileSpec`]).
     pub fn takes_register_core(self) -> bool {
-        matches!(
-            self,
-            Kernel::Forward
-                | Kernel::InputGrad
-                | Kernel::WeightGrad
-                | Kernel::Pointwise
-                | Kernel::PointwiseWeightGrad
-                | Kernel::Sgemm
-        )
+        self.core() == Core::Register
     }
 
     /// Whether this kernel is index maps on the workgroup-memory core (takes a [`BlockSpec`]).
     pub fn takes_block(self) -> bool {
-        matches!(
-            self,
-            Kernel::BlockForward | Kernel::BlockInputGrad | Kernel::BlockWeightGrad
-        )
+        self.spec_kind() == SpecKind::Block
     }
 
     /// Whether this kernel takes a [`WindowSpec`] (direct depthwise) rather than a [`TileSpec`].
     pub fn takes_window(self) -> bool {
-        matches!(self, Kernel::Depthwise | Kernel::DepthwiseWeightGrad)
+        self.spec_kind() == SpecKind::Window
     }
 
     /// Full WGSL source of this kernel at `spec`: the specialisation as constants, the shared
@@ -155,12 +220,10 @@ impl Kernel {
         out.push_str(UNIFORMS_WGSL);
         out.push('\n');
         out.push_str(&unroll(self.body(), &counts));
-        let core = if self.takes_block() {
-            Some(BLOCK_GEMM_WGSL)
-        } else if self.takes_register_core() {
-            Some(REGISTER_GEMM_WGSL)
-        } else {
-            None
+        let core = match self.core() {
+            Core::Block => Some(BLOCK_GEMM_WGSL),
+            Core::Register => Some(REGISTER_GEMM_WGSL),
+            Core::None => None,
         };
         if let Some(core) = core {
             out.push('\n');
@@ -172,12 +235,10 @@ impl Kernel {
     /// Pipeline-overridable constants for `spec` (the workgroup size `WG`; block kernels size
     /// their workgroup from generated constants, as their workgroup arrays need).
     pub fn constants(self, spec: Spec) -> Vec<(&'static str, f64)> {
-        match self {
-            Kernel::BiasGrad
-            | Kernel::BlockForward
-            | Kernel::BlockInputGrad
-            | Kernel::BlockWeightGrad => vec![],
-            _ => vec![("WG", spec.lanes() as f64)],
+        if self.overridable_wg() {
+            vec![("WG", f64::from(spec.lanes()))]
+        } else {
+            vec![]
         }
     }
 }
@@ -260,7 +321,7 @@ impl WindowSpec {
 /// computes `bm` × `bn` outputs, staging `bk`-deep slices of both operands in workgroup memory;
 /// each invocation holds `tm` × `tn` of them in registers. This is the shape real GPUs reward
 /// (operands reused from fast on-chip memory, many threads); lavapipe prefers the register tiles
-/// of [`TileSpec`], as its barriers are expensive (benches/NOTES.md).
+/// of [`TileSpec`], as its barriers are expensive (PERFORMANCE.md, [#hardware-gpu-profile]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BlockSpec {
     /// GEMM rows per workgroup (WGSL `BM`).
@@ -413,7 +474,7 @@ impl std::fmt::Display for Spec {
 ///
 /// WGSL has no unroll attribute, and naga emits `for` loops over function-scope arrays as real
 /// loops with indexed memory, which software rasterisers (lavapipe) keep in scratch memory;
-/// unrolled scalars stay in registers (5× faster on lavapipe, see benches/NOTES.md).
+/// unrolled scalars stay in registers (5× faster on lavapipe; PERFORMANCE.md, [#unrolling]).
 pub fn unroll(src: &str, counts: &[(&str, u32)]) -> String {
     let lines: Vec<&str> = src.lines().collect();
     let mut out = String::with_capacity(src.len() * 4);

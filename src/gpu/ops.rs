@@ -2,11 +2,20 @@
 //! tensors and on host slices (upload, run, read back; blocking and `_async`).
 
 use crate::error::{Result, TensorRole};
+use crate::gpu::plan::{OpPlan, Operand};
 use crate::gpu::tensor::GpuTensor;
 use crate::gpu::GpuContext;
-use crate::problem::{check_data_len, check_output_grad_shape, ConvParams, ConvProblem};
+use crate::problem::{check_data_len, check_output_grad_shape, ConvParams, ConvProblem, Op};
 
 impl GpuContext {
+    /// Records `plan` on its inputs alone and submits it.
+    pub fn run_plan(&self, plan: &OpPlan, operands: &[(Operand, &GpuTensor)]) -> Result<GpuTensor> {
+        let mut rec = self.recorder();
+        let out = rec.record(plan, operands)?;
+        rec.submit()?;
+        Ok(out)
+    }
+
     /// Y = conv(X, W) (+ b), recorded and submitted. `x` is (N, C, H, W), `w` (K, C/groups,
     /// R, S), `bias` (K,). Nothing waits for the GPU until the result is read.
     pub fn forward(
@@ -74,16 +83,19 @@ impl GpuContext {
         if let Some(b) = bias {
             problem.check_len(TensorRole::Bias, b.len())?;
         }
-        // Planned before anything is uploaded: a problem the device cannot run fails first.
-        self.planner
-            .plan(crate::Op::Forward, &problem, bias.is_some())?;
+        // Planned once, before anything is uploaded: a problem the device cannot run fails first.
+        let plan = self.planner.plan(Op::Forward, &problem, bias.is_some())?;
         let xt = self.upload_as(TensorRole::Input, x, x_shape)?;
         let wt = self.upload_as(TensorRole::Weight, w, w_shape)?;
+        let mut operands = vec![(Operand::X, &xt), (Operand::W, &wt)];
         let bt = match bias {
             Some(b) => Some(self.upload_as(TensorRole::Bias, b, &[problem.k])?),
             None => None,
         };
-        let y = self.forward(&xt, &wt, bt.as_ref(), params)?;
+        if let Some(bt) = &bt {
+            operands.push((Operand::Bias, bt));
+        }
+        let y = self.run_plan(&plan, &operands)?;
         self.read_async(&y).await
     }
 
@@ -113,10 +125,10 @@ impl GpuContext {
         let problem = ConvProblem::with_output_grad(x_shape, w_shape, dy_shape, params)?;
         problem.check_len(TensorRole::OutputGrad, dy.len())?;
         problem.check_len(TensorRole::Weight, w.len())?;
-        self.planner.plan(crate::Op::InputGrad, &problem, false)?;
+        let plan = self.planner.plan(Op::InputGrad, &problem, false)?;
         let dyt = self.upload_as(TensorRole::OutputGrad, dy, dy_shape)?;
         let wt = self.upload_as(TensorRole::Weight, w, w_shape)?;
-        let dx = self.input_grad(&dyt, &wt, x_shape, params)?;
+        let dx = self.run_plan(&plan, &[(Operand::Dy, &dyt), (Operand::W, &wt)])?;
         self.read_async(&dx).await
     }
 
@@ -146,10 +158,10 @@ impl GpuContext {
         let problem = ConvProblem::with_output_grad(x_shape, w_shape, dy_shape, params)?;
         problem.check_len(TensorRole::OutputGrad, dy.len())?;
         problem.check_len(TensorRole::Input, x.len())?;
-        self.planner.plan(crate::Op::WeightGrad, &problem, false)?;
+        let plan = self.planner.plan(Op::WeightGrad, &problem, false)?;
         let dyt = self.upload_as(TensorRole::OutputGrad, dy, dy_shape)?;
         let xt = self.upload_as(TensorRole::Input, x, x_shape)?;
-        let dw = self.weight_grad(&dyt, &xt, w_shape, params)?;
+        let dw = self.run_plan(&plan, &[(Operand::Dy, &dyt), (Operand::X, &xt)])?;
         self.read_async(&dw).await
     }
 
@@ -170,9 +182,9 @@ impl GpuContext {
     pub async fn conv2d_bias_grad_async(&self, dy: &[f32], dy_shape: &[usize]) -> Result<Vec<f32>> {
         let dims = check_output_grad_shape(dy_shape)?;
         check_data_len(TensorRole::OutputGrad, dy_shape, dy.len())?;
-        self.planner.plan_bias_grad(dims)?;
+        let plan = self.planner.plan_bias_grad(dims)?;
         let dyt = self.upload_as(TensorRole::OutputGrad, dy, dy_shape)?;
-        let db = self.bias_grad(&dyt)?;
+        let db = self.run_plan(&plan, &[(Operand::Dy, &dyt)])?;
         self.read_async(&db).await
     }
 

@@ -135,12 +135,9 @@ impl<'c, 'e> Recorder<'c, 'e> {
             .ctx
             .planner
             .plan(Op::Forward, &problem, bias.is_some())?;
-        let mut operands = vec![
-            (Operand::X, TensorRole::Input, x),
-            (Operand::W, TensorRole::Weight, w),
-        ];
+        let mut operands = vec![(Operand::X, x), (Operand::W, w)];
         if let Some(b) = bias {
-            operands.push((Operand::Bias, TensorRole::Bias, b));
+            operands.push((Operand::Bias, b));
         }
         self.record(&plan, &operands)
     }
@@ -155,13 +152,7 @@ impl<'c, 'e> Recorder<'c, 'e> {
     ) -> Result<GpuTensor> {
         let problem = ConvProblem::with_output_grad(x_shape, w.shape(), dy.shape(), params)?;
         let plan = self.ctx.planner.plan(Op::InputGrad, &problem, false)?;
-        self.record(
-            &plan,
-            &[
-                (Operand::Dy, TensorRole::OutputGrad, dy),
-                (Operand::W, TensorRole::Weight, w),
-            ],
-        )
+        self.record(&plan, &[(Operand::Dy, dy), (Operand::W, w)])
     }
 
     /// Records dW from dY and X. `w_shape` is the weight's (K, C/groups, R, S).
@@ -201,30 +192,40 @@ impl<'c, 'e> Recorder<'c, 'e> {
         dy: &GpuTensor,
         x: &GpuTensor,
     ) -> Result<GpuTensor> {
-        self.record(
-            plan,
-            &[
-                (Operand::Dy, TensorRole::OutputGrad, dy),
-                (Operand::X, TensorRole::Input, x),
-            ],
-        )
+        self.record(plan, &[(Operand::Dy, dy), (Operand::X, x)])
     }
 
     /// Records db\[k\] = Σ dY\[n,k,·,·\]. `dy` is (N, K, P, Q).
     pub fn bias_grad(&mut self, dy: &GpuTensor) -> Result<GpuTensor> {
         let dims = check_output_grad_shape(dy.shape())?;
         let plan = self.ctx.planner.plan_bias_grad(dims)?;
-        self.record(&plan, &[(Operand::Dy, TensorRole::OutputGrad, dy)])
+        self.record(&plan, &[(Operand::Dy, dy)])
     }
 
-    /// Records `plan` with its operands, returning its (pending) output.
+    /// Records `plan` with its inputs, returning its (pending) output. Each tensor the plan
+    /// reads must be given once, with the shape the plan was made for.
     pub fn record(
         &mut self,
         plan: &OpPlan,
-        operands: &[(Operand, TensorRole, &GpuTensor)],
+        operands: &[(Operand, &GpuTensor)],
     ) -> Result<GpuTensor> {
-        for (_, role, t) in operands {
-            t.check_usable(self.ctx, *role, Some(self.id))?;
+        for (op, shape) in &plan.inputs {
+            let role = role_of(*op);
+            let given: Vec<_> = operands.iter().filter(|(o, _)| o == op).collect();
+            let [(_, t)] = given.as_slice() else {
+                return Err(Error::Internal(format!(
+                    "the plan reads {role} once; {} tensors were given for it",
+                    given.len()
+                )));
+            };
+            t.check_usable(self.ctx, role, Some(self.id))?;
+            if t.shape() != shape.as_slice() {
+                return Err(Error::ShapeMismatch {
+                    role,
+                    got: t.shape().to_vec(),
+                    expected: shape.clone(),
+                });
+            }
         }
         let output_len = plan.output_len();
         let output = self
@@ -245,9 +246,9 @@ impl<'c, 'e> Recorder<'c, 'e> {
                     .map(|b| (b.clone(), slice.offset, slice.size))
                     .ok_or_else(|| Error::Internal(format!("plan uses scratch {i} it lacks"))),
                 BufferRef::Operand(op) => {
-                    let (_, _, t) = operands
+                    let (_, t) = operands
                         .iter()
-                        .find(|(o, _, _)| *o == op)
+                        .find(|(o, _)| *o == op)
                         .ok_or_else(|| Error::Internal(format!("plan reads {op:?}, not given")))?;
                     let size = slice.size.unwrap_or(t.bytes().saturating_sub(slice.offset));
                     Ok((t.buffer.clone(), t.offset + slice.offset, Some(size)))
@@ -265,9 +266,14 @@ impl<'c, 'e> Recorder<'c, 'e> {
             for step in &plan.steps {
                 match step {
                     Step::Dispatch(d) => record_dispatch(ctx, encoder, timer, d, &resolve)?,
-                    Step::Clear(buffer) => {
-                        let (b, offset, size) = resolve(&BufferSlice::whole(*buffer))?;
+                    Step::Clear(slice) => {
+                        let (b, offset, size) = resolve(slice)?;
                         encoder.clear_buffer(&b, offset, size);
+                    }
+                    Step::Copy { src, dst, bytes } => {
+                        let (s, s_off, _) = resolve(src)?;
+                        let (d, d_off, _) = resolve(dst)?;
+                        encoder.copy_buffer_to_buffer(&s, s_off, &d, d_off, *bytes);
                     }
                 }
             }
@@ -356,6 +362,16 @@ impl Drop for Recorder<'_, '_> {
             r.set_abandoned();
         }
         self.ctx.return_scratch(self.scratch.drain(..));
+    }
+}
+
+/// The tensor role an input of a plan plays, for messages.
+fn role_of(op: Operand) -> TensorRole {
+    match op {
+        Operand::X | Operand::A => TensorRole::Input,
+        Operand::W | Operand::B => TensorRole::Weight,
+        Operand::Bias => TensorRole::Bias,
+        Operand::Dy => TensorRole::OutputGrad,
     }
 }
 

@@ -1,7 +1,7 @@
 //! A plain WGSL SGEMM on the conv kernels' register core: the ceiling the implicit-GEMM kernels
 //! are measured against on an adapter (`gpuconv sgemm`, PERFORMANCE.md [#sgemm-ceiling]).
 
-use crate::error::{Error, Result, TensorRole};
+use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, TileSpec};
 use crate::gpu::plan::{dispatch, mul, u32_of, BufferRef, OpPlan, Operand, Path};
 use crate::gpu::tensor::GpuTensor;
@@ -88,6 +88,7 @@ impl GpuContext {
         )?;
         let plan = OpPlan {
             path: Path::Sgemm(spec),
+            inputs: vec![(Operand::A, vec![m, k]), (Operand::B, vec![k, n])],
             output_shape: vec![m, n],
             output_what: "sgemm C",
             scratch: Vec::new(),
@@ -95,13 +96,7 @@ impl GpuContext {
         };
         plan.check(self.limits())?;
         let mut rec = self.recorder();
-        let c = rec.record(
-            &plan,
-            &[
-                (Operand::A, TensorRole::Input, a),
-                (Operand::B, TensorRole::Weight, b),
-            ],
-        )?;
+        let c = rec.record(&plan, &[(Operand::A, a), (Operand::B, b)])?;
         rec.submit()?;
         Ok(c)
     }

@@ -2,7 +2,7 @@
 //!
 //! Each struct is declared once through [`uniform!`], which also produces its
 //! [`UniformLayout`]: the field names, byte offsets and scalar types as Rust lays them out. The
-//! reflection test (`tests/interfaces.rs`) parses every kernel with naga and checks the WGSL
+//! reflection test (`tests/shaders.rs`) parses every kernel with naga and checks the WGSL
 //! struct against that layout, so a field added, dropped or reordered on one side fails it.
 
 use crate::problem::ConvProblem;
@@ -314,12 +314,76 @@ uniform! {
 }
 
 uniform! {
-    /// WGSL `struct Reduce`: adding split-K slices in index order.
+    /// WGSL `struct Reduce`: adding split-K slices in index order, onto the output's own values
+    /// when `accumulate`.
     pub struct ReduceUniform as "Reduce" {
         /// Slices to add.
         pub splits: u32,
         /// Elements per slice (and of the output).
         pub out_len: u32,
+        /// 1: add onto what the output holds; 0: overwrite it.
+        pub accumulate: u32,
+        /// Where in the output the slice lands (elements).
+        pub out_offset: u32,
+    }
+}
+
+uniform! {
+    /// WGSL `struct Scan`: scanning values for NaN and ±∞.
+    pub struct ScanUniform as "Scan" {
+        /// Values to scan.
+        pub len: u32,
+    }
+}
+
+uniform! {
+    /// WGSL `struct Border`: the input gradient's border pixels, recomputed exactly when the
+    /// weights hold NaN or ±∞.
+    pub struct BorderUniform as "Border" {
+        /// Batch N.
+        pub n: u32,
+        /// Input channels C.
+        pub c: u32,
+        /// Input height H.
+        pub h: u32,
+        /// Input width W.
+        pub w: u32,
+        /// Output channels K.
+        pub k: u32,
+        /// Kernel height R.
+        pub r: u32,
+        /// Kernel width S.
+        pub s: u32,
+        /// Output height P.
+        pub p: u32,
+        /// Output width Q.
+        pub q: u32,
+        /// Input channels per group.
+        pub cg: u32,
+        /// Output channels per group.
+        pub kg: u32,
+        /// Stride along height.
+        pub stride_h: u32,
+        /// Stride along width.
+        pub stride_w: u32,
+        /// Top padding.
+        pub pad_top: u32,
+        /// Left padding.
+        pub pad_left: u32,
+        /// Dilation along height.
+        pub dil_h: u32,
+        /// Dilation along width.
+        pub dil_w: u32,
+        /// Rows at the top with a tap above dY.
+        pub border_top: u32,
+        /// Rows at the bottom with a tap below dY.
+        pub border_bottom: u32,
+        /// Columns at the left (of the rows between) with a tap left of dY.
+        pub border_left: u32,
+        /// Columns at the right with a tap right of dY.
+        pub border_right: u32,
+        /// Border pixels over all N·C planes.
+        pub pixels: u32,
     }
 }
 
@@ -354,12 +418,14 @@ uniform! {
 }
 
 /// Every uniform layout, for the reflection test.
-pub const ALL_LAYOUTS: [UniformLayout; 7] = [
+pub const ALL_LAYOUTS: [UniformLayout; 9] = [
     ConvUniform::LAYOUT,
     PointwiseUniform::LAYOUT,
     PointwiseWeightGradUniform::LAYOUT,
     DepthwiseUniform::LAYOUT,
     ReduceUniform::LAYOUT,
+    ScanUniform::LAYOUT,
+    BorderUniform::LAYOUT,
     BiasGradUniform::LAYOUT,
     SgemmUniform::LAYOUT,
 ];
@@ -377,6 +443,10 @@ pub enum UniformValue {
     Depthwise(DepthwiseUniform),
     /// `Reduce`.
     Reduce(ReduceUniform),
+    /// `Scan`.
+    Scan(ScanUniform),
+    /// `Border`.
+    Border(BorderUniform),
     /// `BiasGrad`.
     BiasGrad(BiasGradUniform),
     /// `Sgemm`.
@@ -392,6 +462,8 @@ impl UniformValue {
             UniformValue::PointwiseWeightGrad(_) => &PointwiseWeightGradUniform::LAYOUT,
             UniformValue::Depthwise(_) => &DepthwiseUniform::LAYOUT,
             UniformValue::Reduce(_) => &ReduceUniform::LAYOUT,
+            UniformValue::Scan(_) => &ScanUniform::LAYOUT,
+            UniformValue::Border(_) => &BorderUniform::LAYOUT,
             UniformValue::BiasGrad(_) => &BiasGradUniform::LAYOUT,
             UniformValue::Sgemm(_) => &SgemmUniform::LAYOUT,
         }
@@ -405,6 +477,8 @@ impl UniformValue {
             UniformValue::PointwiseWeightGrad(u) => bytemuck::bytes_of(u),
             UniformValue::Depthwise(u) => bytemuck::bytes_of(u),
             UniformValue::Reduce(u) => bytemuck::bytes_of(u),
+            UniformValue::Scan(u) => bytemuck::bytes_of(u),
+            UniformValue::Border(u) => bytemuck::bytes_of(u),
             UniformValue::BiasGrad(u) => bytemuck::bytes_of(u),
             UniformValue::Sgemm(u) => bytemuck::bytes_of(u),
         }

@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::gpu::kernels::{Kernel, TileSpec};
-use crate::gpu::plan::{dispatch, single, u32_of, BufferRef, OpPlan, Operand, Path, Planner};
+use crate::gpu::plan::{dispatch, mul, single, u32_of, BufferRef, OpPlan, Operand, Path, Planner};
 use crate::gpu::uniform::{BiasGradUniform, UniformValue};
 
 /// The bias gradient's fixed workgroup: 256 invocations (`WG` in bias_grad.wgsl).
@@ -18,7 +18,7 @@ pub(crate) fn plan(planner: &Planner, [n, k, p, q]: [usize; 4]) -> Result<OpPlan
     let uniform = BiasGradUniform {
         n: u32_of("batch", n)?,
         k: u32_of("channels", k)?,
-        plane: u32_of("plane P·Q", p * q)?,
+        plane: u32_of("plane P·Q", mul("plane P·Q", p, q)?)?,
     };
     let step = dispatch(
         planner,
@@ -33,6 +33,7 @@ pub(crate) fn plan(planner: &Planner, [n, k, p, q]: [usize; 4]) -> Result<OpPlan
     )?;
     Ok(single(
         Path::BiasGradTree,
+        vec![(Operand::Dy, vec![n, k, p, q])],
         vec![k],
         "bias gradient db",
         vec![step],

@@ -1,6 +1,7 @@
 //! The direct depthwise kernels (`depthwise.wgsl`, `depthwise_weight_grad.wgsl`): every pass of a
 //! depthwise problem (one input channel per group) whose kernel is small enough to unroll, except
-//! the strided input gradient, which takes the phase-split GEMM.
+//! the strided input gradient, which takes the phase-split GEMM. PERFORMANCE.md,
+//! [#gpu-depthwise].
 
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, WindowSpec};
@@ -139,6 +140,7 @@ fn one_dispatch(
     };
     Ok(super::single(
         Path::Depthwise(spec),
+        super::inputs(op, problem, bias),
         shape,
         what,
         vec![step],
@@ -230,7 +232,14 @@ pub(crate) fn weight_grad(planner: &Planner, problem: &ConvProblem) -> Result<Op
     let blocks_h = problem.p.div_ceil(spec.rows as usize);
     let blocks_w = problem.q.div_ceil(spec.cols as usize);
     let blocks = mul("depthwise blocks", blocks_h, blocks_w)?;
-    let splits = mul("depthwise blocks", problem.n, blocks)?.clamp(1, SPLITS);
+    // The partial sums (splits × dW) must fit one binding.
+    let most = usize::try_from(
+        planner.limits.max_storage_buffer_binding_size
+            / f32_bytes("weight count", problem.w_len())?.max(4),
+    )
+    .unwrap_or(usize::MAX)
+    .clamp(1, SPLITS);
+    let splits = mul("depthwise blocks", problem.n, blocks)?.clamp(1, most);
     let chunks = splits.div_ceil(spec.lanes as usize);
     let workgroups = mul("depthwise workgroups", problem.k, chunks)?;
     let out_len = problem.w_len();
@@ -265,6 +274,8 @@ pub(crate) fn weight_grad(planner: &Planner, problem: &ConvProblem) -> Result<Op
             UniformValue::Reduce(ReduceUniform {
                 splits: u("splits", splits)?,
                 out_len: u("weight count", out_len)?,
+                accumulate: 0,
+                out_offset: 0,
             }),
             &[
                 ("partial", BufferRef::Scratch(0)),
@@ -274,6 +285,7 @@ pub(crate) fn weight_grad(planner: &Planner, problem: &ConvProblem) -> Result<Op
         )?,
     ];
     Ok(Some(OpPlan {
+        inputs: super::inputs(Op::WeightGrad, problem, false),
         path: Path::DepthwiseWeightGrad {
             window: spec,
             splits,

@@ -10,7 +10,7 @@ use crate::gpu::plan::{
     depthwise, dispatch, mul, pointwise, single, u32_of, BufferRef, OpPlan, Operand, Path, Planner,
 };
 use crate::gpu::uniform::{ConvUniform, UniformValue};
-use crate::problem::ConvProblem;
+use crate::problem::{ConvProblem, Op};
 
 /// The forward pass's block tile, or `None` for the other kernels.
 pub(crate) fn block(planner: &Planner, problem: &ConvProblem) -> Option<BlockSpec> {
@@ -102,6 +102,7 @@ pub(crate) fn plan(planner: &Planner, problem: &ConvProblem, bias: bool) -> Resu
     )?;
     Ok(single(
         path,
+        super::inputs(Op::Forward, problem, bias),
         problem.y_shape().to_vec(),
         "output y",
         vec![step],

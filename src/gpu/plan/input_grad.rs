@@ -10,11 +10,11 @@ use crate::error::Result;
 use crate::gpu::kernels::{BlockSpec, Kernel, Spec};
 use crate::gpu::plan::profile::{block_passes, block_tile, gemm_tile};
 use crate::gpu::plan::{
-    depthwise, dispatch, mul, pointwise, single, u32_of, BufferRef, OpPlan, Operand, Path, Planner,
-    Step,
+    depthwise, dispatch, mul, pointwise, single, u32_of, BufferRef, BufferSlice, OpPlan, Operand,
+    Path, Planner, ScratchBuffer, Step,
 };
-use crate::gpu::uniform::{ConvUniform, UniformValue};
-use crate::problem::ConvProblem;
+use crate::gpu::uniform::{BorderUniform, ConvUniform, ScanUniform, UniformValue};
+use crate::problem::{ConvProblem, Op};
 
 /// The kernel rows (or columns) that meet whole output positions for input pixels of stride
 /// phase `phase`: (first, step, count) of the arithmetic progression of taps t in 0..taps with
@@ -97,7 +97,7 @@ pub(crate) fn block(planner: &Planner, problem: &ConvProblem) -> Option<BlockSpe
 /// The plan of the input gradient.
 pub(crate) fn plan(planner: &Planner, problem: &ConvProblem) -> Result<OpPlan> {
     if let Some(plan) = depthwise::input_grad(planner, problem)? {
-        return Ok(plan);
+        return with_border_pass(planner, problem, plan);
     }
     if let Some(plan) = pointwise::column_input_grad(planner, problem)? {
         return Ok(plan);
@@ -108,6 +108,109 @@ pub(crate) fn plan(planner: &Planner, problem: &ConvProblem) -> Result<OpPlan> {
             return Ok(plan);
         }
     }
+    let plan = phase_gemm(planner, problem, block)?;
+    with_border_pass(planner, problem, plan)
+}
+
+/// Rows (or columns) of one axis with a tap that misses dY: the first `lo` (a tap above the
+/// first output row) and the last `hi` (a tap below the last); `lo + hi ≤ size`.
+fn border_bands(
+    size: usize,
+    taps: usize,
+    dil: usize,
+    pad: usize,
+    out: usize,
+    stride: usize,
+) -> (usize, usize) {
+    let lo = ((taps - 1) * dil).saturating_sub(pad).min(size);
+    // Row h has a tap past the last output row when h + pad > (out − 1)·stride (tap 0).
+    let first_high = ((out - 1) * stride + 1).saturating_sub(pad).min(size);
+    let hi = (size - first_high).min(size - lo);
+    (lo, hi)
+}
+
+/// Adds the exact border pass to an input-gradient plan whose kernels read dY as zero outside
+/// its extent and multiply that by the tap's weight: PyTorch's input gradient has no such term,
+/// so a NaN or ±∞ weight must not turn those pixels NaN. A scan of W sets a flag first; the
+/// border pass ([`Kernel::InputGradBorder`]) recomputes the border pixels exactly when it is
+/// set and returns at once otherwise.
+fn with_border_pass(planner: &Planner, problem: &ConvProblem, mut plan: OpPlan) -> Result<OpPlan> {
+    let [sh, sw] = problem.params.stride;
+    let [dh, dw] = problem.params.dilation;
+    let [top, left, _, _] = problem.params.padding;
+    let (bt, bb) = border_bands(problem.h, problem.r, dh, top, problem.p, sh);
+    let (bl, br) = border_bands(problem.w, problem.s, dw, left, problem.q, sw);
+    let per_plane = (bt + bb) * problem.w + (problem.h - bt - bb) * (bl + br);
+    let pixels = mul("border pixels", problem.n * problem.c, per_plane)?;
+    if pixels == 0 {
+        return Ok(plan);
+    }
+    let flag = BufferRef::Scratch(plan.scratch.len());
+    plan.scratch.push(ScratchBuffer {
+        what: "non-finite weight flag",
+        bytes: 4,
+    });
+    let spec = super::profile::reduce_spec();
+    let scan = dispatch(
+        planner,
+        Kernel::Nonfinite,
+        spec,
+        UniformValue::Scan(ScanUniform {
+            len: u32_of("weights", problem.w_len())?,
+        }),
+        &[("values", BufferRef::Operand(Operand::W)), ("flag", flag)],
+        problem.w_len().div_ceil(spec.lanes as usize),
+    )?;
+    let u = |what: &str, v: usize| u32_of(what, v);
+    let border = dispatch(
+        planner,
+        Kernel::InputGradBorder,
+        spec,
+        UniformValue::Border(BorderUniform {
+            n: u("batch", problem.n)?,
+            c: u("channels", problem.c)?,
+            h: u("height", problem.h)?,
+            w: u("width", problem.w)?,
+            k: u("channels", problem.k)?,
+            r: u("kernel", problem.r)?,
+            s: u("kernel", problem.s)?,
+            p: u("height", problem.p)?,
+            q: u("width", problem.q)?,
+            cg: u("channels", problem.c_per_group())?,
+            kg: u("channels", problem.k_per_group())?,
+            stride_h: u("stride", sh)?,
+            stride_w: u("stride", sw)?,
+            pad_top: u("padding", top)?,
+            pad_left: u("padding", left)?,
+            dil_h: u("dilation", dh)?,
+            dil_w: u("dilation", dw)?,
+            border_top: u("border", bt)?,
+            border_bottom: u("border", bb)?,
+            border_left: u("border", bl)?,
+            border_right: u("border", br)?,
+            pixels: u("border pixels", pixels)?,
+        }),
+        &[
+            ("dy", BufferRef::Operand(Operand::Dy)),
+            ("wt", BufferRef::Operand(Operand::W)),
+            ("flag", flag),
+            ("dx", BufferRef::Output),
+        ],
+        pixels.div_ceil(spec.lanes as usize),
+    )?;
+    let mut steps = vec![Step::Clear(BufferSlice::whole(flag)), scan];
+    steps.append(&mut plan.steps);
+    steps.push(border);
+    plan.steps = steps;
+    Ok(plan)
+}
+
+/// The implicit GEMM (register or block core), one dispatch per stride phase.
+fn phase_gemm(
+    planner: &Planner,
+    problem: &ConvProblem,
+    block: Option<BlockSpec>,
+) -> Result<OpPlan> {
     let [sh, sw] = problem.params.stride;
     let [pad_top, pad_left, _, _] = problem.params.padding;
     let [dh, dw] = problem.params.dilation;
@@ -143,7 +246,7 @@ pub(crate) fn plan(planner: &Planner, problem: &ConvProblem) -> Result<OpPlan> {
     };
     let mut steps = Vec::new();
     if phases < sh.min(problem.h) * sw.min(problem.w) {
-        steps.push(Step::Clear(BufferRef::Output));
+        steps.push(Step::Clear(BufferSlice::whole(BufferRef::Output)));
     }
     for &(phase_h, (r0, r_step, rn)) in &taps_h {
         for &(phase_w, (s0, s_step, sn)) in &taps_w {
@@ -191,6 +294,7 @@ pub(crate) fn plan(planner: &Planner, problem: &ConvProblem) -> Result<OpPlan> {
     }
     Ok(single(
         path,
+        super::inputs(Op::InputGrad, problem, false),
         problem.x_shape().to_vec(),
         "input gradient dx",
         steps,

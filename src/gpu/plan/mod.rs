@@ -17,6 +17,7 @@ pub mod forward;
 pub mod input_grad;
 pub mod pointwise;
 pub mod profile;
+pub mod tiling;
 pub mod weight_grad;
 
 use std::fmt;
@@ -41,6 +42,26 @@ pub struct Planner {
     pub overrides: Overrides,
     /// The device's limits (the planner keeps every binding and grid within them).
     pub limits: wgpu::Limits,
+    /// Loop iterations one invocation may run in total, all loops counted: llvmpipe (lavapipe,
+    /// and Mesa's GL on it) ends any loop once a shader has run [`LLVMPIPE_LOOP_LIMIT`] of
+    /// them, silently; `u64::MAX` elsewhere. PERFORMANCE.md, [#loop-limit].
+    pub max_loop_trips: u64,
+}
+
+/// The iterations after which llvmpipe's gallivm stops every loop of a shader
+/// (`LP_MAX_TGSI_LOOP_ITERATIONS`, one counter per invocation).
+pub const LLVMPIPE_LOOP_LIMIT: u64 = 65_535;
+
+/// The loop budget of a driver: [`LLVMPIPE_LOOP_LIMIT`] less a margin for llvmpipe, none
+/// elsewhere.
+pub fn loop_budget(info: &wgpu::AdapterInfo) -> u64 {
+    let llvmpipe = info.driver.to_lowercase().contains("llvmpipe")
+        || info.name.to_lowercase().contains("llvmpipe");
+    if llvmpipe {
+        LLVMPIPE_LOOP_LIMIT - 64
+    } else {
+        u64::MAX
+    }
 }
 
 impl Planner {
@@ -50,25 +71,36 @@ impl Planner {
             profile,
             overrides: Overrides::default(),
             limits,
+            max_loop_trips: u64::MAX,
         }
     }
 
     /// The plan of `op` on `problem`; `bias` says whether the forward adds one.
     pub fn plan(&self, op: Op, problem: &ConvProblem, bias: bool) -> Result<OpPlan> {
-        let plan = match op {
-            Op::Forward => forward::plan(self, problem, bias)?,
-            Op::InputGrad => input_grad::plan(self, problem)?,
-            Op::WeightGrad => weight_grad::plan(self, problem, None)?,
-            Op::BiasGrad => bias_grad::plan(self, problem.y_shape())?,
+        let whole = self.plan_whole(op, problem, bias)?;
+        let plan = if tiling::fits(&whole, self) {
+            whole
+        } else {
+            match tiling::plan(self, op, problem, bias) {
+                Ok(tiled) => tiled,
+                // A kernel loop past the driver's budget that no tile shortens is the error
+                // to report, not the split that failed.
+                Err(e) => return self.check_loops(&whole).and(Err(e)),
+            }
         };
-        plan.check(&self.limits)?;
+        self.check(&plan)?;
         Ok(plan)
     }
 
     /// The plan of the bias gradient of a dY of shape `dy_shape` (N, K, P, Q).
     pub fn plan_bias_grad(&self, dy_shape: [usize; 4]) -> Result<OpPlan> {
-        let plan = bias_grad::plan(self, dy_shape)?;
-        plan.check(&self.limits)?;
+        let whole = bias_grad::plan(self, dy_shape)?;
+        let plan = if tiling::fits(&whole, self) {
+            whole
+        } else {
+            tiling::plan_bias_grad(self, dy_shape)?
+        };
+        self.check(&plan)?;
         Ok(plan)
     }
 
@@ -80,8 +112,41 @@ impl Planner {
         splits: usize,
     ) -> Result<OpPlan> {
         let plan = weight_grad::plan(self, problem, Some(splits))?;
-        plan.check(&self.limits)?;
+        self.check(&plan)?;
         Ok(plan)
+    }
+
+    /// Checks `plan` against the device's limits and the driver's loop budget.
+    fn check(&self, plan: &OpPlan) -> Result<()> {
+        plan.check(&self.limits)?;
+        self.check_loops(plan)
+    }
+
+    /// Checks every kernel of `plan` against the driver's loop budget.
+    fn check_loops(&self, plan: &OpPlan) -> Result<()> {
+        if let Some(d) = plan
+            .dispatches()
+            .find(|d| d.loop_trips() > self.max_loop_trips)
+        {
+            return Err(Error::LimitTooSmall {
+                what: format!("{} ({} loop iterations per invocation)", d.kernel.file_name(), d.loop_trips()),
+                limit_name: "the driver's loop limit (llvmpipe ends every loop of a shader after 65535 iterations)",
+                limit: self.max_loop_trips,
+                needed: d.loop_trips(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The plan of `op` on `problem` when its tensors fit one storage binding each; the tiler
+    /// ([`tiling`]) splits the problem otherwise.
+    pub(crate) fn plan_whole(&self, op: Op, problem: &ConvProblem, bias: bool) -> Result<OpPlan> {
+        match op {
+            Op::Forward => forward::plan(self, problem, bias),
+            Op::InputGrad => input_grad::plan(self, problem),
+            Op::WeightGrad => weight_grad::plan(self, problem, None),
+            Op::BiasGrad => bias_grad::plan(self, problem.y_shape()),
+        }
     }
 
     /// Folds `total` workgroups into an (x, y, z) grid within the per-dimension limit; kernels
@@ -105,7 +170,7 @@ impl Planner {
 }
 
 /// The kernel family an op runs, with its typed parameters: what the tests assert on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Path {
     /// Direct depthwise kernel (forward, stride-1 input gradient).
     Depthwise(WindowSpec),
@@ -153,6 +218,16 @@ pub enum Path {
     },
     /// Bias gradient: one workgroup tree per channel.
     BiasGradTree,
+    /// A problem too large for one binding per tensor, run as `tiles` sub-problems, split along
+    /// `split`, each on `inner`'s kind of path.
+    Tiled {
+        /// How the problem is split.
+        split: TileSplit,
+        /// Sub-problems.
+        tiles: usize,
+        /// The first sub-problem's path.
+        inner: Box<Path>,
+    },
     /// The plain SGEMM ceiling benchmark.
     Sgemm(TileSpec),
 }
@@ -194,8 +269,37 @@ impl fmt::Display for Path {
                 )
             }
             Path::BiasGradTree => f.write_str("workgroup tree reduction"),
+            Path::Tiled {
+                split,
+                tiles,
+                inner,
+            } => write!(f, "{inner} in {tiles} {split}"),
             Path::Sgemm(t) => write!(f, "plain SGEMM, {t}"),
         }
+    }
+}
+
+/// How a tiled problem is split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TileSplit {
+    /// Runs of whole images.
+    Batch,
+    /// Bands of output rows (input-gradient rows for the input gradient), one image at a time.
+    Rows,
+    /// Runs of channels, one image at a time (bias gradient).
+    Channels,
+    /// Spans of one channel plane (bias gradient).
+    Spans,
+}
+
+impl fmt::Display for TileSplit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TileSplit::Batch => "batch chunks",
+            TileSplit::Rows => "row bands",
+            TileSplit::Channels => "channel chunks",
+            TileSplit::Spans => "plane spans",
+        })
     }
 }
 
@@ -277,13 +381,75 @@ pub struct Dispatch {
     pub grid: [u32; 3],
 }
 
+impl Dispatch {
+    /// Loop iterations one invocation runs, all loops counted (an upper bound, read from the
+    /// uniform): what a driver's loop limit ([`Planner::max_loop_trips`]) is checked against.
+    /// A loop entered once and run `i` times counts `i + 1`: its last test is a trip too.
+    pub fn loop_trips(&self) -> u64 {
+        let w = u64::from;
+        let bk = match self.spec {
+            Spec::Block(b) => w(b.bk),
+            _ => 1,
+        };
+        // A block core walks its reduction in BK-deep slices, each one loop of BK.
+        let block = |len: u64| {
+            let slices = len.div_ceil(bk);
+            slices + 1 + slices * (bk + 1)
+        };
+        // `outer` entries of a loop of `inner` iterations, inside a loop of `outer`.
+        let nested = |outer: u64, inner: u64| outer + 1 + outer * (inner + 1);
+        match (self.kernel, &self.uniform) {
+            (Kernel::Forward, UniformValue::Conv(c)) => nested(w(c.r) * w(c.s), w(c.cg)),
+            (Kernel::InputGrad, UniformValue::Conv(c)) => {
+                nested(w(c.tap_rn) * w(c.tap_sn), w(c.kg))
+            }
+            (Kernel::WeightGrad, UniformValue::Conv(c)) => nested(1, w(c.split_len.min(c.red_len))),
+            (Kernel::BlockForward, UniformValue::Conv(c)) => block(w(c.cg) * w(c.r) * w(c.s)),
+            (Kernel::BlockInputGrad, UniformValue::Conv(c)) => {
+                block(w(c.kg) * w(c.tap_rn) * w(c.tap_sn))
+            }
+            (Kernel::BlockWeightGrad, UniformValue::Conv(c)) => {
+                block(w(c.split_len.min(c.red_len)))
+            }
+            (Kernel::Col2im, UniformValue::Conv(c)) => nested(w(c.r), w(c.s)),
+            (_, UniformValue::Pointwise(p)) => nested(1, w(p.red_g)),
+            (_, UniformValue::PointwiseWeightGrad(p)) => nested(1, w(p.split_len.min(p.red_len))),
+            (Kernel::DepthwiseWeightGrad, UniformValue::Depthwise(d)) => {
+                (w(d.n) * w(d.blocks_h) * w(d.blocks_w)).div_ceil(w(d.splits).max(1)) + 1
+            }
+            (_, UniformValue::Depthwise(d)) => w(d.terms) + 1,
+            (_, UniformValue::Reduce(r)) => w(r.splits) + 1,
+            (_, UniformValue::Border(b)) => {
+                w(b.kg) + 1 + w(b.kg) * (w(b.r) + 1) + w(b.kg) * w(b.r) * (w(b.s) + 1)
+            }
+            (_, UniformValue::BiasGrad(b)) => {
+                // Per image: runs of 64 of the invocation's strided terms; then an 8-level tree.
+                let steps = w(b.plane).div_ceil(256);
+                let runs = steps.div_ceil(64);
+                w(b.n) + 1 + w(b.n) * (runs + 1 + steps + runs) + 9
+            }
+            (_, UniformValue::Sgemm(g)) => nested(1, w(g.k)),
+            _ => 1,
+        }
+    }
+}
+
 /// One step of a plan.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     /// A compute dispatch.
     Dispatch(Box<Dispatch>),
-    /// Fill a buffer with zeros.
-    Clear(BufferRef),
+    /// Fill a byte range with zeros.
+    Clear(BufferSlice),
+    /// Copy `bytes` bytes between buffers (offsets and size multiples of 4).
+    Copy {
+        /// Where from.
+        src: BufferSlice,
+        /// Where to.
+        dst: BufferSlice,
+        /// How much.
+        bytes: u64,
+    },
 }
 
 /// A scratch buffer a plan needs.
@@ -300,6 +466,8 @@ pub struct ScratchBuffer {
 pub struct OpPlan {
     /// The kernel family and its parameters.
     pub path: Path,
+    /// The tensors it reads and the shape each must have.
+    pub inputs: Vec<(Operand, Vec<usize>)>,
     /// The output's shape.
     pub output_shape: Vec<usize>,
     /// What the output is, for messages.
@@ -322,6 +490,19 @@ impl OpPlan {
     /// Elements of the output.
     pub fn output_len(&self) -> usize {
         self.output_shape.iter().product()
+    }
+
+    /// Bytes of the output.
+    pub fn output_bytes(&self) -> u64 {
+        self.output_len() as u64 * 4
+    }
+
+    /// Bytes of input `op` (0 when the plan reads no such input).
+    pub fn input_bytes(&self, op: Operand) -> u64 {
+        self.inputs
+            .iter()
+            .find(|(o, _)| *o == op)
+            .map_or(0, |(_, shape)| shape.iter().product::<usize>() as u64 * 4)
     }
 
     /// Checks the plan against `limits` and the kernels' interfaces: every dispatch binds exactly
@@ -418,7 +599,12 @@ impl fmt::Display for OpPlan {
                             write!(f, " {}={:?}", b.name, b.slice.buffer)?;
                         }
                     }
-                    Step::Clear(buffer) => write!(f, "\n  clear {buffer:?}")?,
+                    Step::Clear(slice) => write!(f, "\n  clear {:?}", slice.buffer)?,
+                    Step::Copy { src, dst, bytes } => write!(
+                        f,
+                        "\n  copy {bytes} bytes {:?}+{} -> {:?}+{}",
+                        src.buffer, src.offset, dst.buffer, dst.offset
+                    )?,
                 }
             }
         }
@@ -479,15 +665,31 @@ pub(crate) fn dispatch(
     })))
 }
 
+/// The tensors `op` reads on `problem` and their shapes.
+pub(crate) fn inputs(op: Op, problem: &ConvProblem, bias: bool) -> Vec<(Operand, Vec<usize>)> {
+    let x = (Operand::X, problem.x_shape().to_vec());
+    let w = (Operand::W, problem.w_shape().to_vec());
+    let dy = (Operand::Dy, problem.y_shape().to_vec());
+    match op {
+        Op::Forward if bias => vec![x, w, (Operand::Bias, vec![problem.k])],
+        Op::Forward => vec![x, w],
+        Op::InputGrad => vec![dy, w],
+        Op::WeightGrad => vec![dy, x],
+        Op::BiasGrad => vec![dy],
+    }
+}
+
 /// A plan with one output and no scratch.
 pub(crate) fn single(
     path: Path,
+    inputs: Vec<(Operand, Vec<usize>)>,
     output_shape: Vec<usize>,
     output_what: &'static str,
     steps: Vec<Step>,
 ) -> OpPlan {
     OpPlan {
         path,
+        inputs,
         output_shape,
         output_what,
         scratch: Vec::new(),

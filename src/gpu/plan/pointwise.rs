@@ -10,7 +10,7 @@ use crate::gpu::plan::{
     Step,
 };
 use crate::gpu::uniform::{ConvUniform, PointwiseUniform, UniformValue};
-use crate::problem::ConvProblem;
+use crate::problem::{ConvProblem, Op};
 
 /// One pointwise-kernel GEMM per group: dst\[n, g·out_g + u, pix\] = Σ_t A(g, u, t)·src\[n,
 /// g·red_g + t, pix\], A(g, u, t) = W\[g·out_g·red_g + u·stride_out + t·stride_red\].
@@ -124,6 +124,7 @@ pub(crate) fn forward(
     Ok(made.map(|(step, spec)| {
         super::single(
             Path::Pointwise(spec),
+            super::inputs(Op::Forward, problem, bias),
             problem.y_shape().to_vec(),
             "output y",
             vec![step],
@@ -158,6 +159,7 @@ pub(crate) fn input_grad(planner: &Planner, problem: &ConvProblem) -> Result<Opt
     Ok(made.map(|(step, spec)| {
         super::single(
             Path::Pointwise(spec),
+            super::inputs(Op::InputGrad, problem, false),
             problem.x_shape().to_vec(),
             "input gradient dx",
             vec![step],
@@ -169,8 +171,9 @@ pub(crate) fn input_grad(planner: &Planner, problem: &ConvProblem) -> Result<Opt
 /// col2im: the implicit GEMM's uniform tile would hold only C/g channels, one gathered dY value
 /// feeding that few FMAs. PERFORMANCE.md, [#column-input-grad].
 const COLUMN_BELOW_CHANNELS: usize = 8;
-/// The column buffer (N·C·R·S·P·Q floats) stays under 256 MiB, or the device's storage binding
-/// limit if that is smaller; else the implicit GEMM runs.
+/// One image's column buffer (C·R·S·P·Q floats) stays under 256 MiB and the device's storage
+/// binding limit, else the implicit GEMM runs; a batch whose columns exceed the binding runs in
+/// batch chunks (`plan::tiling`).
 const COLUMN_MAX_BYTES: u64 = 256 << 20;
 
 /// The column GEMM of the input gradient for few-channel groups: col\[n, g·crs + (c, r, s), p, q\]
@@ -196,7 +199,8 @@ pub(crate) fn column_input_grad(
         pq,
     )?;
     let col_bytes = f32_bytes("input-gradient columns", col_len)?;
-    if col_bytes > COLUMN_MAX_BYTES.min(planner.limits.max_storage_buffer_binding_size) {
+    let image_bytes = f32_bytes("input-gradient columns", mul("columns", col_channels, pq)?)?;
+    if image_bytes > COLUMN_MAX_BYTES.min(planner.limits.max_storage_buffer_binding_size) {
         return Ok(None);
     }
     let gemm = PlainGemm {
@@ -234,6 +238,7 @@ pub(crate) fn column_input_grad(
         x_len.div_ceil(reduce.lanes as usize),
     )?;
     Ok(Some(OpPlan {
+        inputs: super::inputs(Op::InputGrad, problem, false),
         path: Path::Column(spec),
         output_shape: problem.x_shape().to_vec(),
         output_what: "input gradient dx",

@@ -3,7 +3,7 @@
 //! In order of preference: the direct depthwise kernel, the workgroup-memory core, and the
 //! register core (on vec4 quads for 1×1 problems). The GEMM paths split the reduction over
 //! N·P·Q (split-K) so enough workgroups run; the slices are added by reduce_splits in a fixed
-//! order, so every result repeats bit for bit.
+//! order, so every result repeats bit for bit. PERFORMANCE.md, [#split-k].
 
 use crate::error::Result;
 use crate::gpu::kernels::{BlockSpec, Kernel, Spec, TileSpec};
@@ -15,7 +15,7 @@ use crate::gpu::plan::{
     ScratchBuffer,
 };
 use crate::gpu::uniform::{ConvUniform, PointwiseWeightGradUniform, ReduceUniform, UniformValue};
-use crate::problem::ConvProblem;
+use crate::problem::{ConvProblem, Op};
 
 /// Split-K aims for at least this many workgroups on the register core...
 const SPLIT_K_TARGET_WORKGROUPS: usize = 128;
@@ -175,6 +175,41 @@ pub(crate) fn plan(
             )
         }
     };
+    // The partial sums (splits × dW) must fit one binding.
+    let most = usize::try_from(
+        planner.limits.max_storage_buffer_binding_size / f32_bytes("weight count", out_len)?.max(4),
+    )
+    .unwrap_or(usize::MAX)
+    .max(1);
+    let red_len = match kernel {
+        Kernel::PointwiseWeightGrad => reduction(problem),
+        _ => problem.n * problem.p * problem.q,
+    };
+    let split = if split.splits > most {
+        SplitK::with_splits(red_len, most)
+    } else {
+        split
+    };
+    // No split may run longer than the driver's loop budget; past `most` splits the tiler
+    // shortens the reduction instead.
+    let longest = match spec {
+        Spec::Block(b) => {
+            let bk = u64::from(b.bk);
+            planner.max_loop_trips.saturating_sub(1) / (bk + 2) * bk
+        }
+        _ => planner.max_loop_trips.saturating_sub(4),
+    };
+    let longest = usize::try_from(longest).unwrap_or(usize::MAX).max(1);
+    let split = if splits.is_none() && split.split_len > longest {
+        SplitK::with_splits(red_len, red_len.div_ceil(longest).min(most))
+    } else {
+        split
+    };
+    let path = match path {
+        Path::WeightGradGemm { tile, vec4, .. } => Path::WeightGradGemm { tile, split, vec4 },
+        Path::WeightGradBlock { block, .. } => Path::WeightGradBlock { block, split },
+        other => other,
+    };
     let tiles_m = crs.div_ceil(crs_tile);
     let tiles_n = kg.div_ceil(kg_tile);
     let workgroups = mul(
@@ -252,6 +287,8 @@ pub(crate) fn plan(
             UniformValue::Reduce(ReduceUniform {
                 splits: u32_of("splits", split.splits)?,
                 out_len: u32_of("weight count", out_len)?,
+                accumulate: 0,
+                out_offset: 0,
             }),
             &[
                 ("partial", BufferRef::Scratch(0)),
@@ -262,6 +299,7 @@ pub(crate) fn plan(
     }
     Ok(OpPlan {
         path,
+        inputs: super::inputs(Op::WeightGrad, problem, false),
         output_shape: problem.w_shape().to_vec(),
         output_what: "weight gradient dw",
         scratch,
