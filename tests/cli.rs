@@ -580,3 +580,71 @@ fn bench_writes_checked_records_and_times_short_ops_repeatedly() {
         "a microsecond op timed for 100 ms runs more than 10 times: {cpu}"
     );
 }
+
+#[test]
+fn explain_draws_each_part_alone_and_the_chosen_inputs() {
+    let dir = Dir::new("explain-svg");
+    let path = dir.path("x.svg");
+    let svg = |extra: &[&str]| -> String {
+        let mut args = vec![
+            "explain",
+            "--x-shape",
+            "1,1,5,5",
+            "--w-shape",
+            "1,1,3,3",
+            "--stride",
+            "2,2",
+            "--padding",
+            "1",
+            "--svg",
+            path.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(text.contains("--svg-part full"), "{text}");
+        std::fs::read_to_string(&path).unwrap()
+    };
+    let count = |svg: &str, class: &str| svg.matches(&format!("class=\"{class}\"")).count();
+    let all = svg(&[]);
+    assert_eq!(count(&all, "weight-panel"), 9);
+    assert_eq!(count(&all, "input-panel"), 25);
+    assert_eq!(count(&all, "full-view"), 1);
+    let weights = svg(&["--svg-part", "weights"]);
+    assert_eq!(
+        (
+            count(&weights, "weight-panel"),
+            count(&weights, "input-panel")
+        ),
+        (9, 0)
+    );
+    let inputs = svg(&["--svg-part", "inputs", "--inputs", "V7,V13"]);
+    assert_eq!(
+        (count(&inputs, "input-panel"), count(&inputs, "full-view")),
+        (2, 0)
+    );
+    assert!(inputs.contains("data-input=\"V13\""));
+    let full = svg(&["--svg-part", "full", "--inputs", "V13"]);
+    assert_eq!(
+        (count(&full, "full-view"), count(&full, "weight-panel")),
+        (1, 0)
+    );
+    assert!(full.contains("class=\"full-view\" data-input=\"V13\""));
+    // An unknown input name is one line naming it.
+    let out = run(&[
+        "explain",
+        "--svg",
+        path.to_str().unwrap(),
+        "--inputs",
+        "V99",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("V99"), "{err}");
+}

@@ -5,7 +5,7 @@ mod common;
 
 use common::SplitMix64;
 use gpuconv::cpu::reference;
-use gpuconv::explain::{Explanation, Format};
+use gpuconv::explain::{Explanation, Format, SvgPart};
 use gpuconv::{ConvParams, ConvProblem};
 
 fn classic() -> Explanation {
@@ -187,5 +187,143 @@ fn svg_is_well_formed_with_one_panel_per_weight() {
                 .count();
             assert_eq!(lit, met, "panel {i}");
         }
+    }
+}
+
+/// The (data-g, data-w or data-v) pairs of the cells of `class` under `node`.
+fn cells(node: roxmltree::Node, class: &str, second: &str) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = node
+        .descendants()
+        .filter(|n| n.attribute("class") == Some(class))
+        .map(|n| {
+            (
+                n.attribute("data-g").unwrap_or_default().to_string(),
+                n.attribute(second).unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// For random small problems with stride, padding, dilation and groups, every panel lights
+/// exactly the terms of its sum: input panels and the full-convolution view the ∂E/∂V terms,
+/// weight panels the ∂E/∂W terms and the padding they met.
+#[test]
+fn svg_panels_light_exactly_the_terms_of_their_sums() {
+    let mut rng = gpuconv::rng::SplitMix64::new(0x5f6);
+    let mut checked = 0;
+    while checked < 40 {
+        let groups = rng.pick(&[1, 1, 2]);
+        let x = [
+            rng.range(1, 3),
+            groups * rng.range(1, 3),
+            rng.range(2, 7),
+            rng.range(2, 7),
+        ];
+        let w = [
+            groups * rng.range(1, 3),
+            x[1] / groups,
+            rng.range(1, 4),
+            rng.range(1, 4),
+        ];
+        let params = ConvParams {
+            stride: [rng.range(1, 4), rng.range(1, 4)],
+            padding: [
+                rng.range(0, 3),
+                rng.range(0, 3),
+                rng.range(0, 3),
+                rng.range(0, 3),
+            ],
+            dilation: [rng.range(1, 3), rng.range(1, 3)],
+            groups,
+        };
+        let Ok(pb) = ConvProblem::new(&x, &w, params) else {
+            continue;
+        };
+        let ex = Explanation::new(&pb, false).unwrap();
+        let image = pb.c * pb.h * pb.w;
+        let inputs: Vec<usize> = (0..image).collect();
+        let svg = ex.svg_part(SvgPart::All, &inputs);
+        let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("not XML: {e}"));
+        let name = |prefix: char, text: &str| -> Vec<(String, String)> {
+            // Parse "∂E/∂G3·W4 + ∂E/∂G1·W2" into sorted (G, W) name pairs.
+            let rhs = text.split(" = ").nth(1).unwrap();
+            let mut v: Vec<(String, String)> = if rhs == "0" {
+                vec![]
+            } else {
+                rhs.split(" + ")
+                    .map(|t| {
+                        let t = t.trim_start_matches("∂E/∂");
+                        let (g, other) = t.split_once('·').unwrap();
+                        assert!(other.starts_with(prefix), "{text}");
+                        (g.to_string(), other.to_string())
+                    })
+                    .collect()
+            };
+            v.sort();
+            v
+        };
+        let input_lines = ex.input_grad_lines(Format::Text);
+        let panels: Vec<_> = doc
+            .descendants()
+            .filter(|n| n.attribute("class") == Some("input-panel"))
+            .collect();
+        assert_eq!(panels.len(), image);
+        for (v, panel) in panels.iter().enumerate() {
+            assert_eq!(
+                cells(*panel, "hit", "data-w"),
+                name('W', &input_lines[v]),
+                "input panel {v} of {x:?} {w:?} {params:?}"
+            );
+        }
+        let full = doc
+            .descendants()
+            .find(|n| n.attribute("class") == Some("full-view"))
+            .expect("a full-convolution view");
+        let v = ex.full_view_input(&inputs).unwrap();
+        assert_eq!(
+            cells(full, "hit", "data-w"),
+            name('W', &input_lines[v]),
+            "full view of input {v} of {x:?} {w:?} {params:?}"
+        );
+        // Weight panels: the terms and padding met in image 1.
+        let weight_lines = ex.weight_grad_lines(Format::Text);
+        let plane = pb.k * pb.p * pb.q;
+        for (i, panel) in doc
+            .descendants()
+            .filter(|n| n.attribute("class") == Some("weight-panel"))
+            .enumerate()
+        {
+            // The printed line's terms, restricted to outputs of image 1.
+            let mut first_image: Vec<(String, String)> = ex.weight_grads[i]
+                .terms
+                .iter()
+                .filter(|(g, _)| g.index < plane)
+                .map(|&(g, v)| (ex.symbol_name(g), ex.symbol_name(v)))
+                .collect();
+            first_image.sort();
+            if pb.n == 1 {
+                assert_eq!(first_image, name('V', &weight_lines[i]));
+            }
+            assert_eq!(
+                cells(panel, "hit", "data-v"),
+                first_image,
+                "weight panel {i}"
+            );
+            let mut pads: Vec<(String, String)> = ex.weight_grads[i]
+                .padding
+                .iter()
+                .filter(|g| g.index < plane)
+                .map(|g| (ex.symbol_name(*g), String::new()))
+                .collect();
+            pads.sort();
+            assert_eq!(
+                cells(panel, "pad-hit", "data-none"),
+                pads,
+                "weight panel {i} padding"
+            );
+        }
+        checked += 1;
     }
 }

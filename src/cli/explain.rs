@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use gpuconv::cpu::reference;
-use gpuconv::explain::{Explanation, Format};
+use gpuconv::explain::{Explanation, Format, SvgPart};
 use gpuconv::metrics::compare_nan_aware;
 use gpuconv::rng::SplitMix64;
 use gpuconv::{npy, ConvProblem, TensorRole};
@@ -42,9 +42,18 @@ pub struct ExplainArgs {
     /// Values of ∂E/∂G for --numbers (.npy).
     #[arg(long)]
     dy: Option<PathBuf>,
-    /// Draw the weight-sharing picture to this SVG file.
+    /// Draw the picture to this SVG file.
     #[arg(long)]
     svg: Option<PathBuf>,
+    /// Which drawing --svg writes: the weight panels, the input panels, the full-convolution
+    /// view, or all three.
+    #[arg(long, value_enum, default_value = "all")]
+    svg_part: SvgPart,
+    /// Inputs of the first image that get panels (and the first, the full-convolution view),
+    /// named as the sums print them: V1,V7 or V[1,1,2,3]. Default: all up to 36, else the
+    /// first 8.
+    #[arg(long, value_name = "V1,V7,...")]
+    inputs: Option<String>,
 }
 
 fn values(
@@ -78,8 +87,15 @@ pub fn explain(args: &ExplainArgs) -> CliResult<()> {
     let pb = ConvProblem::new(&x_shape, &w_shape, params)?;
     let ex = Explanation::new(&pb, args.bias)?;
     print!("{}", ex.render(args.format));
+    let inputs = match &args.inputs {
+        Some(list) => split_names(list)
+            .iter()
+            .map(|n| ex.input_index(n))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => ex.default_inputs(),
+    };
     if let Some(path) = &args.svg {
-        let svg = ex.svg();
+        let svg = ex.svg_part(args.svg_part, &inputs);
         output::write_file(path, |w| w.write_all(svg.as_bytes()))?;
         eprintln!("wrote {}", path.display());
     }
@@ -87,6 +103,28 @@ pub fn explain(args: &ExplainArgs) -> CliResult<()> {
         numbers(args, &pb, &ex)?;
     }
     Ok(())
+}
+
+/// Splits `V1,V7` or `V[1,1,2,3],V[1,2,1,1]` at the commas outside brackets.
+fn split_names(list: &str) -> Vec<String> {
+    let mut names = vec![String::new()];
+    let mut depth = 0usize;
+    for ch in list.chars() {
+        match ch {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                names.push(String::new());
+                continue;
+            }
+            _ => {}
+        }
+        if let Some(last) = names.last_mut() {
+            last.push(ch);
+        }
+    }
+    names.retain(|n| !n.trim().is_empty());
+    names
 }
 
 fn numbers(args: &ExplainArgs, pb: &ConvProblem, ex: &Explanation) -> CliResult<()> {

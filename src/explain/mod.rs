@@ -14,6 +14,8 @@ use crate::problem::ConvProblem;
 
 mod svg;
 
+pub use svg::{SvgPart, ALL_INPUTS_UP_TO};
+
 /// Largest number of terms (over all three sets of equations) `explain` accepts.
 pub const MAX_TERMS: usize = 4096;
 
@@ -218,6 +220,14 @@ impl Explanation {
         })
     }
 
+    /// The plain-text name of `sym` as the sums print it (`V7`, `W[1,2,1,1]`).
+    pub fn symbol_name(&self, sym: Sym) -> String {
+        Style {
+            format: Format::Text,
+        }
+        .name(&self.problem, sym)
+    }
+
     fn line(&self, style: &Style, eq: &Equation, gradient: bool) -> String {
         let pb = &self.problem;
         let name = |s: Sym| style.name(pb, s);
@@ -305,7 +315,7 @@ impl Explanation {
                 self.weight_grad_lines(format),
             ),
             (
-                "Input gradients: each input collects ∂E/∂G·W from every output window that covered it",
+                "Input gradients: each input collects ∂E/∂G·W from every output window that covered it; the same sums are ∂E/∂G, spread onto the stride grid and padded, convolved with the flipped kernel (the full-convolution view: explain --svg FILE --svg-part full)",
                 self.input_grad_lines(format),
             ),
         ];
