@@ -32,6 +32,7 @@ fn gpu_matches_the_reference_on_ten_thousand_random_problems() {
     let mut worst: [(f64, f64, String); 4] = Default::default();
     let ops = ["forward", "input-grad", "weight-grad", "bias-grad"];
     let start = std::time::Instant::now();
+    let mut cancelling = 0usize;
     for i in 0..count {
         let case = random_case(&mut rng, i);
         let pb = ConvProblem::new(&case.x, &case.w, case.params).unwrap();
@@ -74,8 +75,29 @@ fn gpu_matches_the_reference_on_ten_thousand_random_problems() {
         for (o, (got, want)) in results.iter().enumerate() {
             let e = compare(got, want);
             let label = format!("{} x={:?} w={:?} {:?}", case.label, case.x, case.w, p);
-            assert!(e.within_tolerance(), "{} {label}: {e:?}", ops[o]);
-            if e.rel_l2 > worst[o].0 {
+            if !e.within_tolerance() {
+                // A result that nearly cancels (a single bias-gradient sum, say) has a relative
+                // error no f32 sum can meet; then each element must be within the f32 summation
+                // bound instead: REL_L2_TOL of the same sum over the terms' magnitudes.
+                let abs = |v: &[f32]| v.iter().map(|a| a.abs()).collect::<Vec<f32>>();
+                let magnitude = match o {
+                    0 => reference::forward(&pb, &abs(&x), &abs(&w), Some(&abs(&b))),
+                    1 => reference::input_grad(&pb, &abs(&dy), &abs(&w)),
+                    2 => reference::weight_grad(&pb, &abs(&dy), &abs(&x)),
+                    _ => reference::bias_grad(&ys, &abs(&dy)),
+                }
+                .unwrap();
+                let bounded = got
+                    .iter()
+                    .zip(want.iter())
+                    .zip(&magnitude)
+                    .all(|((g, w), m)| {
+                        (f64::from(*g) - f64::from(*w)).abs() <= REL_L2_TOL * f64::from(*m)
+                    });
+                assert!(bounded, "{} {label}: {e:?}", ops[o]);
+                cancelling += 1;
+            }
+            if e.within_tolerance() && e.rel_l2 > worst[o].0 {
                 worst[o].0 = e.rel_l2;
                 worst[o].2 = label;
             }
@@ -90,6 +112,7 @@ fn gpu_matches_the_reference_on_ten_thousand_random_problems() {
         whole.adapter(),
         start.elapsed().as_secs_f64()
     );
+    eprintln!("{cancelling} results nearly cancelled and were checked against the summation bound");
     for (o, (rel, max, label)) in worst.iter().enumerate() {
         eprintln!(
             "{:<12} worst rel L2 {rel:.2e} ({label}), worst scaled max {max:.2e}",

@@ -423,6 +423,15 @@ impl Spec {
         }
     }
 
+    /// Bytes of workgroup memory the block core stages (`a_tile`, `b_tile`); the other kernels'
+    /// (bias_grad's 1 KiB tree) are below every device's minimum.
+    pub fn workgroup_bytes(self) -> u32 {
+        match self {
+            Spec::Block(b) => (b.bm + b.bn).saturating_mul(b.bk).saturating_mul(4),
+            _ => 0,
+        }
+    }
+
     /// Invocations per workgroup.
     pub fn lanes(self) -> u32 {
         match self {

@@ -15,8 +15,7 @@ use crate::problem::{ConvProblem, Op};
 /// The forward pass's block tile, or `None` for the other kernels.
 pub(crate) fn block(planner: &Planner, problem: &ConvProblem) -> Option<BlockSpec> {
     block_tile(
-        &planner.profile,
-        &planner.overrides,
+        planner,
         block_passes(&planner.profile, &planner.overrides).forward,
         problem.n * problem.p * problem.q,
         problem.k_per_group(),

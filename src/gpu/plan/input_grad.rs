@@ -83,8 +83,7 @@ fn phase_pixels(problem: &ConvProblem) -> usize {
 /// The input gradient's block tile (sized by the largest phase), or `None`.
 pub(crate) fn block(planner: &Planner, problem: &ConvProblem) -> Option<BlockSpec> {
     block_tile(
-        &planner.profile,
-        &planner.overrides,
+        planner,
         block_passes(&planner.profile, &planner.overrides).input_grad,
         phase_pixels(problem),
         problem.c_per_group(),

@@ -119,7 +119,64 @@ impl Planner {
     /// Checks `plan` against the device's limits and the driver's loop budget.
     fn check(&self, plan: &OpPlan) -> Result<()> {
         plan.check(&self.limits)?;
+        self.check_workgroups(plan)?;
         self.check_loops(plan)
+    }
+
+    /// Whether a workgroup of `spec` fits the device: its invocations (in x) and its
+    /// workgroup memory.
+    pub fn workgroup_fits(&self, spec: Spec) -> bool {
+        self.workgroup_excess(spec).is_none()
+    }
+
+    /// The first workgroup limit `spec` exceeds: (limit name, limit, needed).
+    fn workgroup_excess(&self, spec: Spec) -> Option<(&'static str, u64, u64)> {
+        let l = &self.limits;
+        let lanes = u64::from(spec.lanes());
+        [
+            (
+                "max_compute_invocations_per_workgroup",
+                u64::from(l.max_compute_invocations_per_workgroup),
+                lanes,
+            ),
+            (
+                "max_compute_workgroup_size_x",
+                u64::from(l.max_compute_workgroup_size_x),
+                lanes,
+            ),
+            (
+                "max_compute_workgroup_storage_size",
+                u64::from(l.max_compute_workgroup_storage_size),
+                u64::from(spec.workgroup_bytes()),
+            ),
+        ]
+        .into_iter()
+        .find(|&(_, limit, needed)| needed > limit)
+    }
+
+    /// Checks every kernel of `plan` against the device's workgroup limits and storage buffers
+    /// per stage.
+    fn check_workgroups(&self, plan: &OpPlan) -> Result<()> {
+        for d in plan.dispatches() {
+            let storage = d.kernel.interface().storage.len() as u64;
+            let per_stage = u64::from(self.limits.max_storage_buffers_per_shader_stage);
+            let excess = self
+                .workgroup_excess(d.spec)
+                .or((storage > per_stage).then_some((
+                    "max_storage_buffers_per_shader_stage",
+                    per_stage,
+                    storage,
+                )));
+            if let Some((limit_name, limit, needed)) = excess {
+                return Err(Error::LimitTooSmall {
+                    what: format!("{} at {}", d.kernel.file_name(), d.spec),
+                    limit_name,
+                    limit,
+                    needed,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Checks every kernel of `plan` against the driver's loop budget.

@@ -8,7 +8,7 @@
 //! was timed on an NVIDIA H200 (PERFORMANCE.md, [#hardware-gpu-profile]).
 
 use crate::gpu::config::{BlockOverride, Overrides};
-use crate::gpu::kernels::{BlockSpec, TileSpec};
+use crate::gpu::kernels::{BlockSpec, Spec, TileSpec};
 
 /// The largest tiles of each kernel family for one class of adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,14 +185,13 @@ const BLOCK_MAX_REDUCTION: usize = 1 << 22;
 
 /// The block tile, starting from the profile's, for a GEMM of `rows` × `cols` with reduction
 /// length `red_len` and `parallel` copies of the grid; `None` sends the pass to the register
-/// kernels (profile without a block or not `enabled` for this pass, reduction too long, or the
-/// block core switched off in `overrides`). The columns narrow to the smallest of bn, bn/2,
+/// kernels (profile without a block or not `enabled` for this pass, reduction too long, the
+/// block core switched off in `overrides`, or a tile past the device's workgroup limits). The columns narrow to the smallest of bn, bn/2,
 /// bn/4 that covers `cols` (keeping the thread count), then, with `shrink_rows`, the rows
 /// halve (down to 32) while the grid is short.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn block_tile(
-    profile: &TileProfile,
-    overrides: &Overrides,
+    planner: &super::Planner,
     enabled: bool,
     rows: usize,
     cols: usize,
@@ -200,6 +199,7 @@ pub(crate) fn block_tile(
     parallel: usize,
     shrink_rows: bool,
 ) -> Option<BlockSpec> {
+    let (profile, overrides) = (&planner.profile, &planner.overrides);
     if red_len > BLOCK_MAX_REDUCTION {
         return None;
     }
@@ -226,7 +226,9 @@ pub(crate) fn block_tile(
     while shrink_rows && b.bm > 32 && workgroups(b) < BLOCK_TARGET_WORKGROUPS {
         b.bm /= 2;
     }
-    Some(if b.is_valid() { b } else { max })
+    let b = if b.is_valid() { b } else { max };
+    // A tile past the device's workgroup limits leaves the pass to the register kernels.
+    planner.workgroup_fits(Spec::Block(b)).then_some(b)
 }
 
 /// The passes the block core runs: the profile's, unless the overrides say otherwise.

@@ -64,16 +64,7 @@ fn block(planner: &Planner, problem: &ConvProblem) -> Option<(BlockSpec, SplitK)
     let kg = problem.k_per_group();
     let groups = problem.params.groups;
     let enabled = block_passes(&planner.profile, &planner.overrides).weight_grad;
-    let b = block_tile(
-        &planner.profile,
-        &planner.overrides,
-        enabled,
-        crs,
-        kg,
-        red_len,
-        groups,
-        false,
-    )?;
+    let b = block_tile(planner, enabled, crs, kg, red_len, groups, false)?;
     let tiles = crs
         .div_ceil(b.bm as usize)
         .saturating_mul(kg.div_ceil(b.bn as usize))
