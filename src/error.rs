@@ -134,6 +134,48 @@ pub enum Error {
         /// dilation·(kernel−1)+1.
         dilated: u128,
     },
+    /// A transposed convolution's weight does not start with X's channel count.
+    #[error("transposed convolution: input x has C_in={x_channels} channels but weight w has {w_channels} (its first dimension must be C_in)")]
+    TransposedChannels {
+        /// X's channels.
+        x_channels: usize,
+        /// The weight's first dimension.
+        w_channels: usize,
+    },
+    /// Output padding not smaller than the stride or the dilation.
+    #[error("output padding along {axis} is {output_padding} but must be smaller than the stride ({stride}) or the dilation ({dilation})")]
+    OutputPadding {
+        /// "height" or "width".
+        axis: &'static str,
+        /// The output padding.
+        output_padding: usize,
+        /// The stride on that axis.
+        stride: usize,
+        /// The dilation on that axis.
+        dilation: usize,
+    },
+    /// A transposed convolution whose output would be empty.
+    #[error("empty transposed output along {axis}: ({size}−1)·{stride} + {dilation}·({kernel}−1) + {output_padding} + 1 − {pad_lo} − {pad_hi} = {len}")]
+    TransposedEmpty {
+        /// "height" or "width".
+        axis: &'static str,
+        /// The output length it would have.
+        len: i128,
+        /// Input size on that axis.
+        size: usize,
+        /// Stride.
+        stride: usize,
+        /// Dilation.
+        dilation: usize,
+        /// Kernel size.
+        kernel: usize,
+        /// Output padding.
+        output_padding: usize,
+        /// Leading padding.
+        pad_lo: usize,
+        /// Trailing padding.
+        pad_hi: usize,
+    },
     /// A tensor's shape does not match the one the problem requires.
     #[error("{role} has shape {got:?} but the problem requires {expected:?}")]
     ShapeMismatch {

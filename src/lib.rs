@@ -51,6 +51,7 @@ pub mod problem;
 pub mod rng;
 #[cfg(feature = "cli")]
 pub mod suite;
+pub mod transposed;
 
 pub use error::{Error, Result, TensorRole};
 pub use gpu::{GpuContext, GpuTensor, Recorder};

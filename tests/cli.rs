@@ -648,3 +648,129 @@ fn explain_draws_each_part_alone_and_the_chosen_inputs() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("V99"), "{err}");
 }
+
+#[test]
+fn transposed_ops_run_on_both_devices_and_fail_cleanly() {
+    use gpuconv::transposed::{self, Backend, TransposedProblem};
+    let dir = Dir::new("transposed");
+    let mut rng = SplitMix64::new(0x7a);
+    let params = ConvParams::default().stride(2, 2).padding(1, 1).groups(2);
+    let pb = TransposedProblem::new(&[2, 4, 5, 4], &[4, 3, 3, 3], params, [1, 0]).unwrap();
+    let x = rng.tensor(pb.x_len());
+    let w = rng.tensor(4 * 3 * 3 * 3);
+    let b = rng.tensor(6);
+    let dy = rng.tensor(pb.y_shape().iter().product());
+    let (xp, wp, bp, dyp) = (
+        dir.save("x.npy", &[2, 4, 5, 4], &x),
+        dir.save("w.npy", &[4, 3, 3, 3], &w),
+        dir.save("b.npy", &[6], &b),
+        dir.save("dy.npy", &pb.y_shape(), &dy),
+    );
+    let out = dir.path("out.npy").display().to_string();
+    let flags = [
+        "--stride",
+        "2",
+        "--padding",
+        "1",
+        "--groups",
+        "2",
+        "--output-padding",
+        "1,0",
+    ];
+    let want = [
+        transposed::forward(Backend::Reference, &pb, &x, &w, Some(&b)).unwrap(),
+        transposed::input_grad(Backend::Reference, &pb, &dy, &w).unwrap(),
+        transposed::weight_grad(Backend::Reference, &pb, &dy, &x).unwrap(),
+    ];
+    for device in ["cpu", "gpu"] {
+        let runs: [Vec<&str>; 3] = [
+            vec![
+                "--op",
+                "transposed-forward",
+                "--x",
+                &xp,
+                "--w",
+                &wp,
+                "--b",
+                &bp,
+            ],
+            vec![
+                "--op",
+                "transposed-input-grad",
+                "--dy",
+                &dyp,
+                "--w",
+                &wp,
+                "--x-shape",
+                "2,4,5,4",
+            ],
+            vec![
+                "--op",
+                "transposed-weight-grad",
+                "--dy",
+                &dyp,
+                "--x",
+                &xp,
+                "--w-shape",
+                "4,3,3,3",
+            ],
+        ];
+        for (args, want) in runs.iter().zip(&want) {
+            let mut all = vec!["run", "--device", device];
+            all.extend(args.iter().copied());
+            all.extend(flags);
+            all.extend(["--out", &out]);
+            let o = run(&all);
+            assert!(
+                o.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let got = npy::read(std::path::Path::new(&out)).unwrap();
+            assert_close(&format!("{device} {args:?}"), &got.data, want);
+        }
+    }
+    // Output padding not below the stride or the dilation: one line, --out untouched.
+    std::fs::write(&out, b"keep").unwrap();
+    for (bad, expect) in [
+        (
+            vec![
+                "--op",
+                "transposed-forward",
+                "--x",
+                &xp,
+                "--w",
+                &wp,
+                "--stride",
+                "2",
+                "--output-padding",
+                "2",
+            ],
+            "output padding",
+        ),
+        (
+            vec![
+                "--op",
+                "forward",
+                "--x",
+                &xp,
+                "--w",
+                &wp,
+                "--output-padding",
+                "1",
+            ],
+            "--output-padding",
+        ),
+    ] {
+        let mut all = vec!["run"];
+        all.extend(bad);
+        all.extend(["--out", &out]);
+        let o = run(&all);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.trim().lines().count() == 1 && err.contains(expect),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&out).unwrap(), b"keep");
+    }
+}

@@ -6,9 +6,10 @@ use clap::{Args, ValueEnum};
 use gpuconv::cpu::reference;
 use gpuconv::npy::read;
 use gpuconv::problem::check_output_grad_shape;
-use gpuconv::{ConvProblem, Op, TensorRole};
+use gpuconv::transposed::{self, Backend, TransposedProblem};
+use gpuconv::{ConvProblem, TensorRole};
 
-use super::{gpu_context, output, parse_shape, usage, CliResult, ConvFlags};
+use super::{gpu_context, output, parse_list, parse_shape, usage, CliResult, ConvFlags};
 
 /// Where to compute.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -19,11 +20,44 @@ pub enum Device {
     Gpu,
 }
 
+/// The ops `run` computes: the convolution's four and the transposed convolution's three.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum RunOp {
+    /// Y = conv(X, W) (+ b).
+    Forward,
+    /// dX from dY and W.
+    InputGrad,
+    /// dW from dY and X.
+    WeightGrad,
+    /// db from dY.
+    BiasGrad,
+    /// Y = conv_transpose2d(X, W) (+ b), W laid out C_in × C_out/groups × R × S.
+    TransposedForward,
+    /// dX of the transposed convolution from dY and W.
+    TransposedInputGrad,
+    /// dW of the transposed convolution from dY and X.
+    TransposedWeightGrad,
+}
+
+impl RunOp {
+    fn name(self) -> &'static str {
+        match self {
+            RunOp::Forward => "forward",
+            RunOp::InputGrad => "input-grad",
+            RunOp::WeightGrad => "weight-grad",
+            RunOp::BiasGrad => "bias-grad",
+            RunOp::TransposedForward => "transposed-forward",
+            RunOp::TransposedInputGrad => "transposed-input-grad",
+            RunOp::TransposedWeightGrad => "transposed-weight-grad",
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// Which op.
     #[arg(long, value_enum)]
-    op: Op,
+    op: RunOp,
     /// Where to compute.
     #[arg(long, value_enum, default_value = "gpu")]
     device: Device,
@@ -47,12 +81,16 @@ pub struct RunArgs {
     w_shape: Option<String>,
     #[command(flatten)]
     conv: ConvFlags,
+    /// Output padding OH,OW of the transposed ops (or one value for both), each smaller than
+    /// the stride or the dilation.
+    #[arg(long, value_name = "OH,OW")]
+    output_padding: Option<String>,
     /// Where to write the result (.npy); written only on success.
     #[arg(long)]
     out: PathBuf,
 }
 
-fn required<'a, T>(value: &'a Option<T>, flag: &str, op: Op) -> CliResult<&'a T> {
+fn required<'a, T>(value: &'a Option<T>, flag: &str, op: RunOp) -> CliResult<&'a T> {
     value
         .as_ref()
         .ok_or_else(|| usage(format!("--op {} needs --{flag}", op.name())))
@@ -63,8 +101,35 @@ pub fn run(args: &RunArgs) -> CliResult<()> {
     let op = args.op;
     // Everything is read and validated, and --out checked, before a device is touched.
     output::check_writable(&args.out)?;
+    let transposed = matches!(
+        op,
+        RunOp::TransposedForward | RunOp::TransposedInputGrad | RunOp::TransposedWeightGrad
+    );
+    let output_padding = match &args.output_padding {
+        Some(_) if !transposed => {
+            return Err(usage(format!(
+                "--output-padding applies to the transposed ops, not --op {}",
+                op.name()
+            )))
+        }
+        Some(text) => match parse_list("output-padding", text)?.as_slice() {
+            &[v] => [v, v],
+            &[h, w] => [h, w],
+            other => {
+                return Err(usage(format!(
+                    "--output-padding {text:?}: expected OH,OW or one value, got {} values",
+                    other.len()
+                )))
+            }
+        },
+        None => [0, 0],
+    };
+    if transposed {
+        let (shape, result) = run_transposed(args, params, output_padding)?;
+        return output::write_npy(&args.out, &shape, &result);
+    }
     let (shape, result) = match op {
-        Op::Forward => {
+        RunOp::Forward => {
             let x = read(required(&args.x, "x", op)?)?;
             let w = read(required(&args.w, "w", op)?)?;
             let pb = ConvProblem::new(&x.shape, &w.shape, params)?;
@@ -91,7 +156,7 @@ pub fn run(args: &RunArgs) -> CliResult<()> {
             };
             (pb.y_shape().to_vec(), y)
         }
-        Op::InputGrad => {
+        RunOp::InputGrad => {
             let dy = read(required(&args.dy, "dy", op)?)?;
             let w = read(required(&args.w, "w", op)?)?;
             let x_shape = parse_shape(
@@ -108,7 +173,7 @@ pub fn run(args: &RunArgs) -> CliResult<()> {
             };
             (x_shape, dx)
         }
-        Op::WeightGrad => {
+        RunOp::WeightGrad => {
             let dy = read(required(&args.dy, "dy", op)?)?;
             let x = read(required(&args.x, "x", op)?)?;
             let w_shape = parse_shape(
@@ -125,7 +190,7 @@ pub fn run(args: &RunArgs) -> CliResult<()> {
             };
             (w_shape, dw)
         }
-        Op::BiasGrad => {
+        RunOp::BiasGrad => {
             let dy = read(required(&args.dy, "dy", op)?)?;
             let [_, k, _, _] = check_output_grad_shape(&dy.shape)?;
             let db = match args.device {
@@ -134,6 +199,101 @@ pub fn run(args: &RunArgs) -> CliResult<()> {
             };
             (vec![k], db)
         }
+        RunOp::TransposedForward | RunOp::TransposedInputGrad | RunOp::TransposedWeightGrad => {
+            unreachable!("handled above")
+        }
     };
     output::write_npy(&args.out, &shape, &result)
+}
+
+/// The transposed ops: read and validate everything, then compute on the chosen device.
+fn run_transposed(
+    args: &RunArgs,
+    params: gpuconv::ConvParams,
+    output_padding: [usize; 2],
+) -> CliResult<(Vec<usize>, Vec<f32>)> {
+    let op = args.op;
+    // Opened only after everything is validated.
+    let device = || -> CliResult<Option<gpuconv::GpuContext>> {
+        match args.device {
+            Device::Gpu => Ok(Some(gpu_context()?)),
+            Device::Cpu => Ok(None),
+        }
+    };
+    match op {
+        RunOp::TransposedForward => {
+            let x = read(required(&args.x, "x", op)?)?;
+            let w = read(required(&args.w, "w", op)?)?;
+            let pb = TransposedProblem::new(&x.shape, &w.shape, params, output_padding)?;
+            let [_, cout, _, _] = pb.y_shape();
+            let b = match &args.b {
+                Some(path) => {
+                    let b = read(path)?;
+                    if b.shape != [cout] {
+                        return Err(gpuconv::Error::ShapeMismatch {
+                            role: TensorRole::Bias,
+                            got: b.shape,
+                            expected: vec![cout],
+                        }
+                        .into());
+                    }
+                    Some(b.data)
+                }
+                None => None,
+            };
+            let ctx = device()?;
+            let y = transposed::forward(pick(&ctx), &pb, &x.data, &w.data, b.as_deref())?;
+            Ok((pb.y_shape().to_vec(), y))
+        }
+        RunOp::TransposedInputGrad => {
+            let dy = read(required(&args.dy, "dy", op)?)?;
+            let w = read(required(&args.w, "w", op)?)?;
+            let x_shape = parse_shape(
+                "x-shape",
+                required(&args.x_shape, "x-shape", op)?,
+                4,
+                "N,Cin,H,W",
+            )?;
+            let pb = TransposedProblem::new(&x_shape, &w.shape, params, output_padding)?;
+            check_dy(&pb, &dy.shape)?;
+            let ctx = device()?;
+            let dx = transposed::input_grad(pick(&ctx), &pb, &dy.data, &w.data)?;
+            Ok((x_shape, dx))
+        }
+        _ => {
+            let dy = read(required(&args.dy, "dy", op)?)?;
+            let x = read(required(&args.x, "x", op)?)?;
+            let w_shape = parse_shape(
+                "w-shape",
+                required(&args.w_shape, "w-shape", op)?,
+                4,
+                "Cin,CoutPerG,R,S",
+            )?;
+            let pb = TransposedProblem::new(&x.shape, &w_shape, params, output_padding)?;
+            check_dy(&pb, &dy.shape)?;
+            let ctx = device()?;
+            let dw = transposed::weight_grad(pick(&ctx), &pb, &dy.data, &x.data)?;
+            Ok((w_shape, dw))
+        }
+    }
+}
+
+/// The reference on the CPU device, the GPU kernels otherwise.
+fn pick(ctx: &Option<gpuconv::GpuContext>) -> Backend<'_> {
+    match ctx {
+        Some(ctx) => Backend::Gpu(ctx),
+        None => Backend::Reference,
+    }
+}
+
+fn check_dy(pb: &TransposedProblem, shape: &[usize]) -> CliResult<()> {
+    if shape != pb.y_shape() {
+        return Err(gpuconv::Error::ShapeMismatch {
+            role: TensorRole::OutputGrad,
+            got: shape.to_vec(),
+            expected: pb.y_shape().to_vec(),
+        }
+        .into());
+    }
+    Ok(())
 }
