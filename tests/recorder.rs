@@ -202,3 +202,22 @@ fn ops_recorded_into_the_callers_encoder_run_in_order_with_its_commands() {
         &reference::forward(&pb, &x2, &w, None).unwrap(),
     );
 }
+
+/// Compiles only while gpuconv's futures are `Send`, so they run on multi-threaded executors
+/// (no lock guard is held across an await).
+#[allow(dead_code)]
+fn futures_are_send(
+    ctx: &gpuconv::GpuContext,
+    t: &gpuconv::gpu::GpuTensor,
+    a: gpuconv::wgpu::Adapter,
+) {
+    fn send<T: Send>(_: T) {}
+    send(gpuconv::GpuContext::new_async());
+    send(gpuconv::GpuContext::from_adapter(a, Default::default()));
+    send(ctx.read_async(t));
+    let p = ConvParams::default();
+    send(ctx.conv2d_forward_async(&[], &[], &[], &[], None, p));
+    send(ctx.conv2d_input_grad_async(&[], &[], &[], &[], &[], p));
+    send(ctx.conv2d_weight_grad_async(&[], &[], &[], &[], &[], p));
+    send(ctx.conv2d_bias_grad_async(&[], &[]));
+}

@@ -69,13 +69,20 @@ fn check_backend_variable() -> Result<()> {
     Ok(())
 }
 
-/// Creates the wgpu instance, honouring `WGPU_BACKEND` (checked: an unknown backend name is an
-/// error naming it) and the other `WGPU_*` instance variables.
+/// The process's wgpu instance, created on first use honouring `WGPU_BACKEND` (checked: an
+/// unknown backend name is an error naming it) and the other `WGPU_*` instance variables. Every
+/// context gpuconv creates shares it, so a tensor or buffer of one context used on another is a
+/// device mismatch that wgpu's validation reports (objects of different instances cannot be
+/// told apart through wgpu's API: never pass a buffer of an instance the caller made itself to
+/// a context on another).
 pub fn instance() -> Result<wgpu::Instance> {
+    static INSTANCE: std::sync::OnceLock<wgpu::Instance> = std::sync::OnceLock::new();
     check_backend_variable()?;
-    Ok(wgpu::Instance::new(
-        wgpu::InstanceDescriptor::new_without_display_handle_from_env(),
-    ))
+    Ok(INSTANCE
+        .get_or_init(|| {
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+        })
+        .clone())
 }
 
 /// Every adapter the instance sees.

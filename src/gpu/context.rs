@@ -2,6 +2,7 @@
 //! the scratch pool, and buffers in and out.
 
 use std::collections::HashMap;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -18,6 +19,20 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// A fresh id for a context or a recorder.
 pub(crate) fn next_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// wgpu's GL backend shares one GL context per adapter and panics when a thread waits more than
+/// 6 s for it (a long pipeline link or wait on llvmpipe holds it that long). Every gpuconv call
+/// into a GL device, and every drop of a buffer gpuconv owns there, holds this lock instead, so
+/// gpuconv's threads queue here and never reach wgpu's timeout. Re-entrant: scopes nest.
+static GL_SERIAL: parking_lot::ReentrantMutex<()> = parking_lot::const_reentrant_mutex(());
+
+/// Held while calling into a device that needs serialising (`None` elsewhere).
+pub(crate) type SerialGuard = Option<parking_lot::ReentrantMutexGuard<'static, ()>>;
+
+/// The serialising lock when `serial` (a GL device), else nothing.
+pub(crate) fn serial_guard(serial: bool) -> SerialGuard {
+    serial.then(|| GL_SERIAL.lock())
 }
 
 /// Locks `m`, recovering the data if a panic poisoned it (every value behind gpuconv's mutexes
@@ -75,15 +90,18 @@ struct PipelineKey {
 /// [`Recorder`](crate::gpu::Recorder); each op method here records one op and submits it.
 pub struct GpuContext {
     pub(crate) id: u64,
-    pub(crate) device: wgpu::Device,
-    pub(crate) queue: wgpu::Queue,
+    /// `device`, `queue` and `zeros` are dropped in `Drop`, serialised on GL.
+    pub(crate) device: ManuallyDrop<wgpu::Device>,
+    pub(crate) queue: ManuallyDrop<wgpu::Queue>,
     adapter_info: wgpu::AdapterInfo,
     pub(crate) planner: Planner,
     pub(crate) options: ContextOptions,
+    /// Whether calls into the device are serialised (GL; see [`GL_SERIAL`]).
+    pub(crate) serial: bool,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     scratch_pool: Mutex<Vec<wgpu::Buffer>>,
     /// Bound where a kernel needs a buffer it never reads (the forward without a bias).
-    pub(crate) zeros: wgpu::Buffer,
+    pub(crate) zeros: ManuallyDrop<wgpu::Buffer>,
     /// Errors outside gpuconv's error scopes, collected when gpuconv owns the device.
     uncaptured: Option<Arc<Mutex<Vec<wgpu::Error>>>>,
 }
@@ -93,6 +111,20 @@ impl std::fmt::Debug for GpuContext {
         f.debug_struct("GpuContext")
             .field("adapter", &self.adapter())
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for GpuContext {
+    fn drop(&mut self) {
+        let _serial = self.serial();
+        lock(&self.pipelines).clear();
+        lock(&self.scratch_pool).clear();
+        // SAFETY: each is dropped only here, once, and not used after.
+        unsafe {
+            ManuallyDrop::drop(&mut self.zeros);
+            ManuallyDrop::drop(&mut self.queue);
+            ManuallyDrop::drop(&mut self.device);
+        }
     }
 }
 
@@ -116,9 +148,27 @@ impl GpuContext {
     }
 
     /// Like [`GpuContext::new_async`] with explicit options.
+    ///
+    /// Every such context in a process shares one instance and one adapter: on GL the adapter
+    /// is one GL context, which wgpu lets only one thread use at a time, and gpuconv serialises
+    /// its calls on it.
     pub async fn with_options_async(options: ContextOptions) -> Result<Self> {
+        static ADAPTER: Mutex<Option<wgpu::Adapter>> = Mutex::new(None);
         let instance = instance()?;
-        let adapter = pick_adapter(&instance).await?;
+        let adapter = {
+            // Picking makes the GL context current: serialised like every other GL call.
+            let _serial = serial_guard(true);
+            let mut cached = lock(&ADAPTER);
+            match &*cached {
+                Some(a) => a.clone(),
+                None => {
+                    // Native wgpu resolves the request at once; blocking here keeps the guards
+                    // out of the future (it stays Send).
+                    let picked = pollster::block_on(pick_adapter(&instance))?;
+                    cached.insert(picked).clone()
+                }
+            }
+        };
         Self::from_adapter(adapter, options).await
     }
 
@@ -131,8 +181,11 @@ impl GpuContext {
             LimitsChoice::WebGpuMinimum => wgpu::Limits::default(),
             LimitsChoice::Custom(limits) => (**limits).clone(),
         };
-        let (device, queue) = adapter
-            .request_device(&wgpu::DeviceDescriptor {
+        // Native wgpu requests the device when called; the future is already resolved, so the
+        // serialising lock is not held across the await (the future stays Send).
+        let requested = {
+            let _serial = serial_guard(adapter_info.backend == wgpu::Backend::Gl);
+            adapter.request_device(&wgpu::DeviceDescriptor {
                 label: Some("gpuconv"),
                 // Timestamp queries give device-side timings (Submission::device_time_ms).
                 required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
@@ -140,11 +193,11 @@ impl GpuContext {
                 memory_hints: wgpu::MemoryHints::Performance,
                 ..Default::default()
             })
-            .await
-            .map_err(|source| Error::RequestDevice {
-                adapter: adapter_info.name.clone(),
-                source,
-            })?;
+        };
+        let (device, queue) = requested.await.map_err(|source| Error::RequestDevice {
+            adapter: adapter_info.name.clone(),
+            source,
+        })?;
         // wgpu's default handler panics; errors outside gpuconv's scopes are kept and reported.
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = uncaptured.clone();
@@ -185,6 +238,8 @@ impl GpuContext {
             limits,
             max_loop_trips: crate::gpu::plan::loop_budget(&adapter_info),
         };
+        let serial = adapter_info.backend == wgpu::Backend::Gl;
+        let guard = serial_guard(serial);
         let zeros = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("gpuconv zeros"),
             contents: &[0u8; 256],
@@ -192,16 +247,18 @@ impl GpuContext {
         });
         let ctx = GpuContext {
             id: next_id(),
-            device,
-            queue,
+            device: ManuallyDrop::new(device),
+            queue: ManuallyDrop::new(queue),
             adapter_info,
             planner,
             options,
+            serial,
             pipelines: Mutex::new(HashMap::new()),
             scratch_pool: Mutex::new(Vec::new()),
-            zeros,
+            zeros: ManuallyDrop::new(zeros),
             uncaptured,
         };
+        drop(guard);
         ctx.take_uncaptured("creating the context")?;
         Ok(ctx)
     }
@@ -305,6 +362,7 @@ impl GpuContext {
     /// Runs `f` inside validation and out-of-memory error scopes (this thread's); a wgpu error
     /// becomes [`Error::Wgpu`] saying it happened `during`.
     pub(crate) fn scoped<T>(&self, during: &'static str, f: impl FnOnce() -> T) -> Result<T> {
+        let _serial = self.serial();
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let out = f();
@@ -315,6 +373,11 @@ impl GpuContext {
         }
         self.take_uncaptured(during)?;
         Ok(out)
+    }
+
+    /// The serialising lock on a GL device (see [`GL_SERIAL`]).
+    pub(crate) fn serial(&self) -> SerialGuard {
+        serial_guard(self.serial)
     }
 
     /// The first error wgpu reported outside any scope since the last call, if any.
@@ -379,6 +442,7 @@ impl GpuContext {
             limit: usize::MAX as u128,
         })?;
         let nan = crate::cpu::alloc::filled(len, f32::NAN, "NaN fill of a poisoned buffer")?;
+        let _serial = self.serial();
         self.queue
             .write_buffer(buffer, 0, bytemuck::cast_slice(&nan));
         Ok(())
@@ -405,6 +469,8 @@ impl GpuContext {
     /// Returns scratch buffers to the pool. Work already recorded with them runs before any
     /// later submission that reuses them (one queue runs its submissions in order).
     pub(crate) fn return_scratch(&self, buffers: impl IntoIterator<Item = wgpu::Buffer>) {
+        // Truncating the pool drops buffers.
+        let _serial = self.serial();
         let mut pool = lock(&self.scratch_pool);
         pool.extend(buffers);
         pool.sort_by_key(|b| std::cmp::Reverse(b.size()));
@@ -482,6 +548,7 @@ impl GpuContext {
             })
         })?;
         if !data.is_empty() {
+            let _serial = self.serial();
             self.queue
                 .write_buffer(&buffer, 0, bytemuck::cast_slice(data));
         }
@@ -515,7 +582,10 @@ impl GpuContext {
             self.queue.submit([encoder.finish()]);
             staging
         })?;
-        self.map_read(&staging).await
+        let data = self.map_read(&staging).await;
+        let _serial = self.serial();
+        drop(staging);
+        data
     }
 
     /// Maps `staging` (MAP_READ), waits for the GPU, and copies its contents out.
@@ -525,11 +595,15 @@ impl GpuContext {
             // The receiver only disappears if the caller's future was dropped; nothing to report then.
             let _ = sender.send(r);
         });
-        self.device.poll(wgpu::PollType::wait_indefinitely())?;
+        {
+            let _serial = self.serial();
+            self.device.poll(wgpu::PollType::wait_indefinitely())?;
+        }
         match receiver.receive().await {
             Some(result) => result?,
             None => return Err(Error::ReadCancelled),
         }
+        let _serial = self.serial();
         let data = {
             let view = staging
                 .slice(..)
@@ -546,6 +620,7 @@ impl GpuContext {
 
     /// Blocks until every submitted command has finished.
     pub fn wait(&self) -> Result<()> {
+        let _serial = self.serial();
         self.device.poll(wgpu::PollType::wait_indefinitely())?;
         self.take_uncaptured("waiting for the GPU")
     }

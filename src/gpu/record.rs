@@ -65,6 +65,7 @@ pub struct Submission<'c> {
 impl GpuContext {
     /// A recorder with its own encoder.
     pub fn recorder(&self) -> Recorder<'_, 'static> {
+        let _serial = self.serial();
         self.new_recorder(
             Encoder::Own(
                 self.device
@@ -82,6 +83,7 @@ impl GpuContext {
     pub fn timed_recorder(&self) -> Recorder<'_, 'static> {
         let mut rec = self.recorder();
         if self.has_device_timing() {
+            let _serial = self.serial();
             rec.timer = Some(PassTimer {
                 query_set: self.device.create_query_set(&wgpu::QuerySetDescriptor {
                     label: Some("gpuconv pass timestamps"),
@@ -127,6 +129,31 @@ impl<'c, 'e> Recorder<'c, 'e> {
         bias: Option<&GpuTensor>,
         params: ConvParams,
     ) -> Result<GpuTensor> {
+        self.forward_to(x, w, bias, params, None)
+    }
+
+    /// [`Recorder::forward`] writing Y into `out` (e.g. a view of the caller's own buffer from
+    /// [`GpuTensor::from_buffer`]); the other ops write into a tensor of the caller's through
+    /// [`Recorder::record_into`] with a plan from [`GpuContext::planner`].
+    pub fn forward_into(
+        &mut self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        params: ConvParams,
+        out: &GpuTensor,
+    ) -> Result<GpuTensor> {
+        self.forward_to(x, w, bias, params, Some(out))
+    }
+
+    fn forward_to(
+        &mut self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        params: ConvParams,
+        out: Option<&GpuTensor>,
+    ) -> Result<GpuTensor> {
         let problem = ConvProblem::new(x.shape(), w.shape(), params)?;
         if let Some(b) = bias {
             problem.check_shape(TensorRole::Bias, b.shape())?;
@@ -139,7 +166,7 @@ impl<'c, 'e> Recorder<'c, 'e> {
         if let Some(b) = bias {
             operands.push((Operand::Bias, b));
         }
-        self.record(&plan, &operands)
+        self.record_to(&plan, &operands, out)
     }
 
     /// Records dX from dY and W. `x_shape` is the forward input's (N, C, H, W).
@@ -209,6 +236,28 @@ impl<'c, 'e> Recorder<'c, 'e> {
         plan: &OpPlan,
         operands: &[(Operand, &GpuTensor)],
     ) -> Result<GpuTensor> {
+        self.record_to(plan, operands, None)
+    }
+
+    /// [`Recorder::record`] writing the output into `out` (a tensor of the plan's output shape,
+    /// e.g. a view of the caller's buffer from [`GpuTensor::from_buffer`]) instead of a new
+    /// buffer; nothing outside `out`'s range is written. `out` must not overlap an input.
+    /// Returns the written view of `out`, pending until the recorder is submitted.
+    pub fn record_into(
+        &mut self,
+        plan: &OpPlan,
+        operands: &[(Operand, &GpuTensor)],
+        out: &GpuTensor,
+    ) -> Result<GpuTensor> {
+        self.record_to(plan, operands, Some(out))
+    }
+
+    fn record_to(
+        &mut self,
+        plan: &OpPlan,
+        operands: &[(Operand, &GpuTensor)],
+        into: Option<&GpuTensor>,
+    ) -> Result<GpuTensor> {
         for (op, shape) in &plan.inputs {
             let role = role_of(*op);
             let given: Vec<_> = operands.iter().filter(|(o, _)| o == op).collect();
@@ -228,9 +277,41 @@ impl<'c, 'e> Recorder<'c, 'e> {
             }
         }
         let output_len = plan.output_len();
-        let output = self
-            .ctx
-            .storage_buffer(plan.output_what, output_len as u128 * 4)?;
+        let (output, output_offset) = match into {
+            Some(out) => {
+                out.check_usable(self.ctx, TensorRole::Output, Some(self.id))?;
+                if out.shape() != plan.output_shape.as_slice() {
+                    return Err(Error::ShapeMismatch {
+                        role: TensorRole::Output,
+                        got: out.shape().to_vec(),
+                        expected: plan.output_shape.clone(),
+                    });
+                }
+                let range = |t: &GpuTensor| t.offset..t.offset + t.bytes();
+                let (o, w) = (range(out), out);
+                if let Some((_, t)) = operands.iter().find(|(_, t)| {
+                    t.buffer == w.buffer && range(t).start < o.end && o.start < range(t).end
+                }) {
+                    return Err(Error::BadBuffer {
+                        role: TensorRole::Output,
+                        reason: format!(
+                            "its bytes {}..{} overlap an input's {}..{} in the same buffer",
+                            o.start,
+                            o.end,
+                            t.offset,
+                            t.offset + t.bytes()
+                        ),
+                    });
+                }
+                ((*out.buffer).clone(), out.offset)
+            }
+            None => (
+                self.ctx
+                    .storage_buffer(plan.output_what, output_len as u128 * 4)?,
+                0,
+            ),
+        };
+        let output_bytes = plan.output_bytes();
         let first_scratch = self.scratch.len();
         for s in &plan.scratch {
             let buffer = self.ctx.take_scratch(s.what, s.bytes)?;
@@ -239,8 +320,17 @@ impl<'c, 'e> Recorder<'c, 'e> {
         let scratch = &self.scratch[first_scratch..];
         let resolve = |slice: &BufferSlice| -> Result<(wgpu::Buffer, u64, Option<u64>)> {
             match slice.buffer {
-                BufferRef::Output => Ok((output.clone(), slice.offset, slice.size)),
-                BufferRef::Zeros => Ok((self.ctx.zeros.clone(), 0, None)),
+                // Sized explicitly: `output` may be a view inside the caller's larger buffer.
+                BufferRef::Output => Ok((
+                    output.clone(),
+                    output_offset + slice.offset,
+                    Some(
+                        slice
+                            .size
+                            .unwrap_or(output_bytes.saturating_sub(slice.offset)),
+                    ),
+                )),
+                BufferRef::Zeros => Ok(((*self.ctx.zeros).clone(), 0, None)),
                 BufferRef::Scratch(i) => scratch
                     .get(i)
                     .map(|b| (b.clone(), slice.offset, slice.size))
@@ -251,7 +341,7 @@ impl<'c, 'e> Recorder<'c, 'e> {
                         .find(|(o, _)| *o == op)
                         .ok_or_else(|| Error::Internal(format!("plan reads {op:?}, not given")))?;
                     let size = slice.size.unwrap_or(t.bytes().saturating_sub(slice.offset));
-                    Ok((t.buffer.clone(), t.offset + slice.offset, Some(size)))
+                    Ok(((*t.buffer).clone(), t.offset + slice.offset, Some(size)))
                 }
             }
         };
@@ -281,17 +371,20 @@ impl<'c, 'e> Recorder<'c, 'e> {
         })??;
         let readiness = Readiness::pending(self.id);
         self.outputs.push(readiness.clone());
-        Ok(GpuTensor::new(
+        let mut tensor = GpuTensor::new(
             self.ctx,
             output,
             plan.output_shape.clone(),
             output_len,
             readiness,
-        ))
+        );
+        tensor.offset = output_offset;
+        Ok(tensor)
     }
 
     /// Submits everything recorded (one command buffer) and marks the outputs ready.
     pub fn submit(mut self) -> Result<Submission<'c>> {
+        let _serial = self.ctx.serial();
         let encoder = match self.encoder.take() {
             Some(Encoder::Own(e)) => e,
             Some(Encoder::Borrowed(_)) => {
@@ -361,6 +454,10 @@ impl Drop for Recorder<'_, '_> {
         for r in self.outputs.drain(..) {
             r.set_abandoned();
         }
+        // The encoder, query set and scratch the pool does not keep are dropped here, serialised.
+        let _serial = self.ctx.serial();
+        self.encoder = None;
+        self.timer = None;
         self.ctx.return_scratch(self.scratch.drain(..));
     }
 }
@@ -446,6 +543,7 @@ fn record_dispatch(
 impl Submission<'_> {
     /// Waits until the submitted work has finished.
     pub fn wait(self) -> Result<()> {
+        let _serial = self.ctx.serial();
         self.ctx.device.poll(wgpu::PollType::Wait {
             submission_index: Some(self.index),
             timeout: None,
@@ -457,6 +555,8 @@ impl Submission<'_> {
     /// milliseconds, from timestamp queries: `None` when the recorder was not timed, the device
     /// has no timestamp queries, or more passes were recorded than can be timed.
     pub fn device_time_ms(self) -> Result<Option<f64>> {
+        // Held until the staging buffer is dropped (re-entered by `map_read`).
+        let _serial = self.ctx.serial();
         let Some((staging, passes)) = self.timing else {
             self.ctx.wait()?;
             return Ok(None);

@@ -1,5 +1,6 @@
 //! Tensors that live on the GPU between calls.
 
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -55,7 +56,10 @@ impl Readiness {
 /// ([`GpuTensor::from_buffer`]); read back with [`GpuContext::read`].
 #[derive(Debug)]
 pub struct GpuTensor {
-    pub(crate) buffer: wgpu::Buffer,
+    /// Dropped in `Drop`, under the context's serialising lock where it has one.
+    pub(crate) buffer: ManuallyDrop<wgpu::Buffer>,
+    /// Whether the buffer's device serialises calls (GL; see `context::GL_SERIAL`).
+    serial: bool,
     pub(crate) offset: u64,
     shape: Vec<usize>,
     len: usize,
@@ -72,7 +76,8 @@ impl GpuTensor {
         readiness: Arc<Readiness>,
     ) -> Self {
         GpuTensor {
-            buffer,
+            buffer: ManuallyDrop::new(buffer),
+            serial: ctx.serial,
             offset: 0,
             shape,
             len,
@@ -84,7 +89,11 @@ impl GpuTensor {
     /// A tensor of `shape` over `buffer` from byte `offset`: the caller's own buffer, read and
     /// written in place. Checked here: the buffer has STORAGE usage (COPY_SRC too, to be read
     /// back with [`GpuContext::read`]), the range fits in it, `offset` is a multiple of the
-    /// device's `min_storage_buffer_offset_alignment`, and the buffer belongs to `ctx`'s device.
+    /// device's `min_storage_buffer_offset_alignment`, and the buffer belongs to `ctx`'s device
+    /// (a buffer of another device of the same wgpu instance is an error; wgpu's API cannot tell
+    /// a buffer of another instance, so the buffer must come from the instance of `ctx`'s device:
+    /// [`crate::gpu::instance`] for gpuconv's own contexts, the caller's for
+    /// [`GpuContext::from_device`]).
     pub fn from_buffer(
         ctx: &GpuContext,
         buffer: &wgpu::Buffer,
@@ -112,7 +121,8 @@ impl GpuTensor {
         }
         ctx.check_own_buffer(buffer)?;
         Ok(GpuTensor {
-            buffer: buffer.clone(),
+            buffer: ManuallyDrop::new(buffer.clone()),
+            serial: ctx.serial,
             offset,
             shape: shape.to_vec(),
             len,
@@ -164,6 +174,14 @@ impl GpuTensor {
             return Err(Error::ForeignTensor);
         }
         self.readiness.check(role, recorder)
+    }
+}
+
+impl Drop for GpuTensor {
+    fn drop(&mut self) {
+        let _serial = crate::gpu::context::serial_guard(self.serial);
+        // SAFETY: `buffer` is dropped only here, once, and not used after.
+        unsafe { ManuallyDrop::drop(&mut self.buffer) }
     }
 }
 
