@@ -99,11 +99,13 @@ proptest! {
         }
     }
 
+    #[cfg(feature = "cli")]
     #[test]
     fn shapes_file_reader_never_panics(text in "[\\[\\]{}\",:0-9a-z_ -]{0,200}") {
         let _ = gpuconv::suite::parse(&text, "arbitrary.json");
     }
 
+    #[cfg(feature = "cli")]
     #[test]
     fn shapes_file_reader_never_panics_on_extreme_values(
         x in [size(), size(), size(), size()],
