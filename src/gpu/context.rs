@@ -30,6 +30,11 @@ static GL_SERIAL: parking_lot::ReentrantMutex<()> = parking_lot::const_reentrant
 /// Held while calling into a device that needs serialising (`None` elsewhere).
 pub(crate) type SerialGuard = Option<parking_lot::ReentrantMutexGuard<'static, ()>>;
 
+/// Whether calls into a device of this adapter are serialised with [`GL_SERIAL`].
+fn needs_serial(info: &wgpu::AdapterInfo) -> bool {
+    info.backend == wgpu::Backend::Gl
+}
+
 /// The serialising lock when `serial` (a GL device), else nothing.
 pub(crate) fn serial_guard(serial: bool) -> SerialGuard {
     serial.then(|| GL_SERIAL.lock())
@@ -184,7 +189,7 @@ impl GpuContext {
         // Native wgpu requests the device when called; the future is already resolved, so the
         // serialising lock is not held across the await (the future stays Send).
         let requested = {
-            let _serial = serial_guard(adapter_info.backend == wgpu::Backend::Gl);
+            let _serial = serial_guard(needs_serial(&adapter_info));
             adapter.request_device(&wgpu::DeviceDescriptor {
                 label: Some("gpuconv"),
                 // Timestamp queries give device-side timings (Submission::device_time_ms).
@@ -238,7 +243,7 @@ impl GpuContext {
             limits,
             max_loop_trips: crate::gpu::plan::loop_budget(&adapter_info),
         };
-        let serial = adapter_info.backend == wgpu::Backend::Gl;
+        let serial = needs_serial(&adapter_info);
         let guard = serial_guard(serial);
         let zeros = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("gpuconv zeros"),

@@ -277,6 +277,7 @@ impl<'c, 'e> Recorder<'c, 'e> {
             }
         }
         let output_len = plan.output_len();
+        let output_bytes = plan.output_bytes();
         let (output, output_offset) = match into {
             Some(out) => {
                 out.check_usable(self.ctx, TensorRole::Output, Some(self.id))?;
@@ -288,18 +289,16 @@ impl<'c, 'e> Recorder<'c, 'e> {
                     });
                 }
                 let range = |t: &GpuTensor| t.offset..t.offset + t.bytes();
-                let (o, w) = (range(out), out);
-                if let Some((_, t)) = operands.iter().find(|(_, t)| {
-                    t.buffer == w.buffer && range(t).start < o.end && o.start < range(t).end
-                }) {
+                let o = range(out);
+                let overlap = operands
+                    .iter()
+                    .map(|(_, t)| (t, range(t)))
+                    .find(|(t, i)| t.buffer == out.buffer && i.start < o.end && o.start < i.end);
+                if let Some((_, i)) = overlap {
                     return Err(Error::BadBuffer {
                         role: TensorRole::Output,
                         reason: format!(
-                            "its bytes {}..{} overlap an input's {}..{} in the same buffer",
-                            o.start,
-                            o.end,
-                            t.offset,
-                            t.offset + t.bytes()
+                            "its bytes {o:?} overlap an input's {i:?} in the same buffer"
                         ),
                     });
                 }
@@ -307,11 +306,10 @@ impl<'c, 'e> Recorder<'c, 'e> {
             }
             None => (
                 self.ctx
-                    .storage_buffer(plan.output_what, output_len as u128 * 4)?,
+                    .storage_buffer(plan.output_what, output_bytes.into())?,
                 0,
             ),
         };
-        let output_bytes = plan.output_bytes();
         let first_scratch = self.scratch.len();
         for s in &plan.scratch {
             let buffer = self.ctx.take_scratch(s.what, s.bytes)?;
