@@ -66,15 +66,11 @@ impl GpuContext {
     /// A recorder with its own encoder.
     pub fn recorder(&self) -> Recorder<'_, 'static> {
         let _serial = self.serial();
-        self.new_recorder(
-            Encoder::Own(
-                self.device
-                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                        label: Some("gpuconv recorder"),
-                    }),
-            ),
-            false,
-        )
+        self.new_recorder(Encoder::Own(self.device.create_command_encoder(
+            &wgpu::CommandEncoderDescriptor {
+                label: Some("gpuconv recorder"),
+            },
+        )))
     }
 
     /// A recorder that also writes a timestamp at the start and end of every compute pass it
@@ -100,10 +96,10 @@ impl GpuContext {
     /// Finish it with [`Recorder::finish`] and submit the encoder yourself; the outputs are
     /// marked ready at `finish`, so submit the encoder before reading them.
     pub fn recorder_for<'e>(&self, encoder: &'e mut wgpu::CommandEncoder) -> Recorder<'_, 'e> {
-        self.new_recorder(Encoder::Borrowed(encoder), false)
+        self.new_recorder(Encoder::Borrowed(encoder))
     }
 
-    fn new_recorder<'e>(&self, encoder: Encoder<'e>, _timed: bool) -> Recorder<'_, 'e> {
+    fn new_recorder<'e>(&self, encoder: Encoder<'e>) -> Recorder<'_, 'e> {
         Recorder {
             ctx: self,
             id: next_id(),
