@@ -7,6 +7,15 @@
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read> residual: array<f32>;
+@group(0) @binding(6) var<storage, read_write> pre: array<f32>;
+
+alias Act = f32;
+
+// The fused epilogue's run-time values (shared/epilogue.wgsl).
+fn epi_params() -> vec4<f32> {
+    return vec4(cv.alpha, cv.beta, cv.act_a, cv.act_b);
+}
 
 // A is gathered along output pixels (neighbouring invocations, neighbouring pixels); B is read
 // along the weight row.
@@ -63,5 +72,6 @@ fn store_c(sl: Slice, m: u32, n: u32, v: f32) {
     let k = sl.group * cv.kg + n;
     var b = 0.0;
     if cv.has_bias != 0u { b = bias[k]; }
-    y[((m / pq) * cv.k + k) * pq + m % pq] = v + b;
+    let i = ((m / pq) * cv.k + k) * pq + m % pq;
+    y[i] = finish(v, b, i);
 }

@@ -13,6 +13,15 @@
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(5) var<storage, read> residual: array<f32>;
+@group(0) @binding(6) var<storage, read_write> pre: array<f32>;
+
+alias Act = f32;
+
+// The fused epilogue's run-time values (shared/epilogue.wgsl).
+fn epi_params() -> vec4<f32> {
+    return vec4(dw.alpha, dw.beta, dw.act_a, dw.act_b);
+}
 
 override WG: u32 = 8u;
 
@@ -84,7 +93,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
 //#for a in TP
 //#for b in TQ
         if p0 + {a}u < dw.out_h && q0 + {b}u < dw.out_w {
-            dst[out_base + (p0 + {a}u) * dw.out_w + q0 + {b}u] = acc{a}_{b} + bias_v;
+            let i{a}_{b} = out_base + (p0 + {a}u) * dw.out_w + q0 + {b}u;
+            dst[i{a}_{b}] = finish(acc{a}_{b}, bias_v, i{a}_{b});
         }
 //#end
 //#end

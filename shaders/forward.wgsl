@@ -1,4 +1,4 @@
-// Forward convolution Y = conv(X, W) (+ b) as an implicit GEMM on the register core
+// Forward convolution Y = conv(X, W) (+ b, or a fused epilogue: shared/epilogue.wgsl) as an implicit GEMM on the register core
 // (shared/register_gemm.wgsl, appended): lane items are output pixels (n, p, q), uniform items
 // the group's output channels k, and the reduction runs over the group's (c, r, s) with the
 // taps (r, s) as segments, so each pixel's input offset and padding test are worked out once
@@ -9,6 +9,15 @@
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read> residual: array<f32>;
+@group(0) @binding(6) var<storage, read_write> pre: array<f32>;
+
+alias Act = f32;
+
+// The fused epilogue's run-time values (shared/epilogue.wgsl).
+fn epi_params() -> vec4<f32> {
+    return vec4(cv.alpha, cv.beta, cv.act_a, cv.act_b);
+}
 
 alias Acc = f32;
 
@@ -95,5 +104,6 @@ fn uni_load(u: Uni, sg: Seg, st: Step) -> f32 {
 }
 
 fn store(sl: Slice, l: Lane, u: Uni, acc: f32) {
-    y[l.y_off + u.k * cv.p * cv.q] = acc + u.b;
+    let i = l.y_off + u.k * cv.p * cv.q;
+    y[i] = finish(acc, u.b, i);
 }

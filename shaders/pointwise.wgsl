@@ -11,6 +11,15 @@
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dst: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> residual: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> pre: array<vec4<f32>>;
+
+alias Act = vec4<f32>;
+
+// The fused epilogue's run-time values (shared/epilogue.wgsl).
+fn epi_params() -> vec4<f32> {
+    return vec4(pw.alpha, pw.beta, pw.act_a, pw.act_b);
+}
 
 alias Acc = vec4<f32>;
 
@@ -80,5 +89,6 @@ fn uni_load(u: Uni, sg: Seg, st: Step) -> vec4<f32> {
 }
 
 fn store(sl: Slice, l: Lane, u: Uni, acc: vec4<f32>) {
-    dst[l.dst_base + u.ch * pw.quads] = acc + vec4(u.b);
+    let i = l.dst_base + u.ch * pw.quads;
+    dst[i] = finish(acc, u.b, i);
 }

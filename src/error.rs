@@ -21,6 +21,10 @@ pub enum TensorRole {
     WeightGrad,
     /// The bias gradient db (K,).
     BiasGrad,
+    /// The residual z of a fused epilogue (the output's shape).
+    Residual,
+    /// The pre-activation α·conv + b + β·z of a fused epilogue (the output's shape).
+    PreActivation,
 }
 
 impl fmt::Display for TensorRole {
@@ -34,6 +38,8 @@ impl fmt::Display for TensorRole {
             TensorRole::InputGrad => "input gradient dx",
             TensorRole::WeightGrad => "weight gradient dw",
             TensorRole::BiasGrad => "bias gradient db",
+            TensorRole::Residual => "residual z",
+            TensorRole::PreActivation => "pre-activation",
         })
     }
 }
@@ -349,6 +355,12 @@ pub enum Error {
         inputs: usize,
         /// The limit.
         limit: usize,
+    },
+    /// A fused epilogue's parameters that cannot be used.
+    #[error("epilogue: {reason}")]
+    Epilogue {
+        /// What is wrong, naming the values.
+        reason: String,
     },
     /// A configuration value that does not parse.
     #[error("{name}={value:?} is not valid: expected {expected}")]

@@ -42,6 +42,7 @@
 #![warn(missing_docs)]
 
 pub mod cpu;
+pub mod epilogue;
 pub mod error;
 pub mod explain;
 pub mod gpu;
@@ -53,6 +54,7 @@ pub mod rng;
 pub mod suite;
 pub mod transposed;
 
+pub use epilogue::{Activation, Epilogue, Saved};
 pub use error::{Error, Result, TensorRole};
 pub use gpu::{GpuContext, GpuTensor, Recorder};
 pub use problem::{ConvParams, ConvProblem, Op};

@@ -365,7 +365,10 @@ impl ConvProblem {
             TensorRole::Input | TensorRole::InputGrad => self.x_shape().to_vec(),
             TensorRole::Weight | TensorRole::WeightGrad => self.w_shape().to_vec(),
             TensorRole::Bias | TensorRole::BiasGrad => vec![self.k],
-            TensorRole::Output | TensorRole::OutputGrad => self.y_shape().to_vec(),
+            TensorRole::Output
+            | TensorRole::OutputGrad
+            | TensorRole::Residual
+            | TensorRole::PreActivation => self.y_shape().to_vec(),
         }
     }
 

@@ -15,6 +15,7 @@
 //! weight gradient the weight-gradient kernels, on every path.
 
 use crate::cpu::{fast, reference};
+use crate::epilogue::{self, Addends, Epilogue};
 use crate::error::{Error, Result, TensorRole};
 use crate::gpu::GpuContext;
 use crate::problem::{ConvParams, ConvProblem};
@@ -208,18 +209,6 @@ impl TransposedProblem {
         }
         out
     }
-
-    fn add_bias(&self, mut y: Vec<f32>, bias: Option<&[f32]>) -> Result<Vec<f32>> {
-        if let Some(b) = bias {
-            let [_, cout, hout, wout] = self.y_shape();
-            crate::problem::check_data_len(TensorRole::Bias, &[cout], b.len())?;
-            let plane = hout * wout;
-            for (i, v) in y.iter_mut().enumerate() {
-                *v += b[i / plane % cout];
-            }
-        }
-        Ok(y)
-    }
 }
 
 fn rank4(role: TensorRole, shape: &[usize]) -> Result<[usize; 4]> {
@@ -245,7 +234,7 @@ pub enum Backend<'a> {
     Reference,
     /// The fast CPU path.
     Fast,
-    /// The GPU kernels of `ctx` (the bias is added on the host after read-back).
+    /// The GPU kernels of `ctx`.
     Gpu(&'a GpuContext),
 }
 
@@ -257,21 +246,75 @@ pub fn forward(
     w: &[f32],
     bias: Option<&[f32]>,
 ) -> Result<Vec<f32>> {
+    let addends = Addends {
+        bias,
+        residual: None,
+    };
+    forward_fused(backend, pb, x, w, addends, &Epilogue::default())
+}
+
+/// Y = act(α·conv_transpose2d(X, W) + b + β·z): the transposed forward (a convolution's input
+/// gradient), then the epilogue over Y ([`epilogue::apply`] on the CPU paths; on the GPU its
+/// own pass, in the same submission, before Y is read back).
+pub fn forward_fused(
+    backend: Backend,
+    pb: &TransposedProblem,
+    x: &[f32],
+    w: &[f32],
+    addends: Addends<'_>,
+    epi: &Epilogue,
+) -> Result<Vec<f32>> {
+    epi.validate()?;
     let conv = &pb.conv;
+    let y_shape = pb.y_shape();
+    if let Some(b) = addends.bias {
+        crate::problem::check_data_len(TensorRole::Bias, &[y_shape[1]], b.len())?;
+    }
+    if let Some(z) = addends.residual {
+        crate::problem::check_data_len(TensorRole::Residual, &y_shape, z.len())?;
+    }
     let dy = pb.pad_x(x)?;
-    let y = match backend {
+    let mut y = match backend {
         Backend::Reference => reference::input_grad(conv, &dy, w)?,
         Backend::Fast => fast::input_grad(conv, &dy, w)?,
-        Backend::Gpu(ctx) => ctx.conv2d_input_grad(
-            &dy,
-            &conv.y_shape(),
-            w,
-            &conv.w_shape(),
-            &conv.x_shape(),
-            conv.params,
-        )?,
+        Backend::Gpu(ctx) => return gpu_forward(ctx, pb, &dy, w, addends, epi),
     };
-    pb.add_bias(y, bias)
+    epilogue::apply(epi, y_shape, &mut y, addends, None)?;
+    Ok(y)
+}
+
+/// The GPU transposed forward: the input-gradient plan, then the epilogue's pass over Y in
+/// place, one submission.
+fn gpu_forward(
+    ctx: &GpuContext,
+    pb: &TransposedProblem,
+    dy: &[f32],
+    w: &[f32],
+    addends: Addends<'_>,
+    epi: &Epilogue,
+) -> Result<Vec<f32>> {
+    let conv = &pb.conv;
+    let y_shape = pb.y_shape();
+    let dyt = ctx.upload_as(TensorRole::Input, dy, &conv.y_shape())?;
+    let wt = ctx.upload_as(TensorRole::Weight, w, &conv.w_shape())?;
+    let bt = addends
+        .bias
+        .map(|b| ctx.upload_as(TensorRole::Bias, b, &[y_shape[1]]))
+        .transpose()?;
+    let zt = addends
+        .residual
+        .map(|z| ctx.upload_as(TensorRole::Residual, z, &y_shape))
+        .transpose()?;
+    let mut rec = ctx.recorder();
+    let y = rec.input_grad(&dyt, &wt, &conv.x_shape(), conv.params)?;
+    let plain = *epi == Epilogue::default() && bt.is_none() && zt.is_none();
+    let y = if plain {
+        y
+    } else {
+        rec.epilogue(&y, bt.as_ref(), zt.as_ref(), epi)?
+    };
+    rec.submit()?;
+    ctx.read(&y)
 }
 
 /// dX of the transposed convolution from dY (N, C_out, H_out, W_out): a convolution forward.

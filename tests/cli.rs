@@ -59,6 +59,17 @@ fn raw_npy(descr: &str, shape: &str, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Runs a command that must succeed and reads the .npy it wrote to `out`.
+fn run_ok(args: &[&str], out: &str) -> npy::Array {
+    let o = run(args);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    npy::read(Path::new(out)).unwrap()
+}
+
 fn conv_flags(params: &ConvParams) -> Vec<String> {
     let [t, l, b, r] = params.padding;
     vec![
@@ -772,5 +783,169 @@ fn transposed_ops_run_on_both_devices_and_fail_cleanly() {
             "{err}"
         );
         assert_eq!(std::fs::read(&out).unwrap(), b"keep");
+    }
+}
+
+/// `--activation`, `--residual`, `--alpha` and `--beta` on forward and transposed-forward, on
+/// both devices, against the f64 reference with the epilogue applied by its definition; bad
+/// values fail with one line and leave --out untouched.
+#[test]
+fn fused_epilogue_flags_run_on_both_devices_and_fail_cleanly() {
+    use gpuconv::epilogue::Addends;
+    use gpuconv::transposed::{self, Backend, TransposedProblem};
+    use gpuconv::{Activation, Epilogue};
+    let dir = Dir::new("epilogue");
+    let mut rng = SplitMix64::new(0xe9);
+    let params = ConvParams::default().stride(2, 1).padding(1, 1);
+    let pb = ConvProblem::new(&[2, 3, 7, 6], &[4, 3, 3, 3], params).unwrap();
+    let tpb = TransposedProblem::new(&[2, 4, 4, 6], &[4, 3, 3, 3], params, [1, 0]).unwrap();
+    let x = rng
+        .tensor(pb.x_len())
+        .iter()
+        .map(|v| 3.0 * v)
+        .collect::<Vec<_>>();
+    let w = rng.tensor(pb.w_len());
+    let b = rng.tensor(4);
+    let z = rng.tensor(pb.y_len());
+    let tx = rng.tensor(tpb.x_len());
+    let tb = rng.tensor(3);
+    let tz = rng.tensor(tpb.y_shape().iter().product());
+    let (xp, wp, bp, zp) = (
+        dir.save("x.npy", &pb.x_shape(), &x),
+        dir.save("w.npy", &pb.w_shape(), &w),
+        dir.save("b.npy", &[4], &b),
+        dir.save("z.npy", &pb.y_shape(), &z),
+    );
+    let (txp, tbp, tzp) = (
+        dir.save("tx.npy", &tpb.x_shape, &tx),
+        dir.save("tb.npy", &[3], &tb),
+        dir.save("tz.npy", &tpb.y_shape(), &tz),
+    );
+    let out = dir.path("out.npy").display().to_string();
+    for (name, act) in [
+        ("relu", Activation::Relu),
+        ("leaky-relu:0.05", Activation::LeakyRelu { slope: 0.05 }),
+        ("relu6", Activation::Relu6),
+        ("clamp:-0.5,1.5", Activation::Clamp { lo: -0.5, hi: 1.5 }),
+        ("gelu", Activation::Gelu),
+        ("gelu-tanh", Activation::GeluTanh),
+        ("silu", Activation::Silu),
+        ("sigmoid", Activation::Sigmoid),
+        ("tanh", Activation::Tanh),
+        ("identity", Activation::Identity),
+    ] {
+        let epi = Epilogue {
+            activation: act,
+            alpha: 0.75,
+            beta: -1.5,
+        };
+        let addends = Addends {
+            bias: Some(&b),
+            residual: Some(&z),
+        };
+        let want = reference::forward_fused(&pb, &x, &w, addends, &epi)
+            .unwrap()
+            .0;
+        let t_addends = Addends {
+            bias: Some(&tb),
+            residual: Some(&tz),
+        };
+        let t_want =
+            transposed::forward_fused(Backend::Reference, &tpb, &tx, &w, t_addends, &epi).unwrap();
+        for device in ["cpu", "gpu"] {
+            let epi_flags = ["--activation", name, "--alpha", "0.75", "--beta", "-1.5"];
+            let mut args = vec!["run", "--device", device, "--op", "forward", "--x", &xp];
+            args.extend(["--w", &wp, "--b", &bp, "--residual", &zp, "--out", &out]);
+            args.extend(["--stride", "2,1", "--padding", "1"]);
+            args.extend(epi_flags);
+            let got = run_ok(&args, &out);
+            assert_eq!(got.shape, pb.y_shape());
+            assert_close(&format!("forward {name} on {device}"), &got.data, &want);
+
+            let mut args = vec!["run", "--device", device, "--op", "transposed-forward"];
+            args.extend(["--x", &txp, "--w", &wp, "--b", &tbp, "--residual", &tzp]);
+            args.extend([
+                "--stride",
+                "2,1",
+                "--padding",
+                "1",
+                "--output-padding",
+                "1,0",
+            ]);
+            args.extend(["--out", &out]);
+            args.extend(epi_flags);
+            let got = run_ok(&args, &out);
+            assert_close(
+                &format!("transposed-forward {name} on {device}"),
+                &got.data,
+                &t_want,
+            );
+        }
+    }
+    // The epilogue changes the result (the check above is not vacuous).
+    let plain = reference::forward(&pb, &x, &w, Some(&b)).unwrap();
+    let relu = reference::forward_fused(
+        &pb,
+        &x,
+        &w,
+        Addends {
+            bias: Some(&b),
+            residual: None,
+        },
+        &Epilogue::new(Activation::Relu),
+    )
+    .unwrap()
+    .0;
+    assert_ne!(plain, relu);
+
+    let base: Vec<String> = ["run", "--op", "forward", "--x", &xp, "--w", &wp]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let with = |extra: &[&str]| -> Vec<String> {
+        let mut v = base.clone();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+        (
+            "unknown activation",
+            with(&["--activation", "swish"]),
+            "swish",
+        ),
+        (
+            "clamp order",
+            with(&["--activation", "clamp:3,1"]),
+            "lo=3 is above hi=1",
+        ),
+        (
+            "leaky slope",
+            with(&["--activation", "leaky-relu:x"]),
+            "leaky-relu",
+        ),
+        ("alpha nan", with(&["--alpha", "nan"]), "--alpha"),
+        ("beta text", with(&["--beta", "two"]), "--beta"),
+        ("residual shape", with(&["--residual", &xp]), "residual z"),
+        (
+            "missing residual",
+            with(&["--residual", "/nonexistent/z.npy"]),
+            "z.npy",
+        ),
+        (
+            "wrong op",
+            vec![
+                "run".into(),
+                "--op".into(),
+                "bias-grad".into(),
+                "--dy".into(),
+                zp.clone(),
+                "--activation".into(),
+                "relu".into(),
+            ],
+            "--activation applies to --op forward",
+        ),
+    ];
+    for (label, args, expect) in cases {
+        assert_fails_cleanly(&dir, label, &args, expect);
     }
 }

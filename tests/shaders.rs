@@ -8,8 +8,8 @@
 use std::collections::BTreeSet;
 
 use gpuconv::gpu::interface::{Access, Elem};
-use gpuconv::gpu::kernels::{BlockSpec, Kernel, Spec, TileSpec, WindowSpec};
-use gpuconv::gpu::plan::{Planner, Step};
+use gpuconv::gpu::kernels::{BlockSpec, EpilogueSpec, Kernel, Spec, TileSpec, WindowSpec};
+use gpuconv::gpu::plan::{FusedForward, Planner, Step};
 use gpuconv::gpu::uniform::{Scalar, ALL_LAYOUTS};
 use gpuconv::gpu::{BlockPasses, TileProfile, DEFAULT_TILE};
 use gpuconv::rng::SplitMix64;
@@ -67,13 +67,35 @@ fn representative_specs(kernel: Kernel) -> Vec<Spec> {
     }
 }
 
-/// Every (kernel, spec) the planner picks on a sweep of problems under both tile profiles and
-/// with every pass on the block core, plus the representative specs.
-fn all_specs() -> BTreeSet<(Kernel, Spec)> {
+/// The epilogue specialisations of `kernel`: none, and for the kernels that take one every
+/// activation with the residual read and the pre-activation written (and one without).
+fn epilogue_specs(kernel: Kernel) -> Vec<EpilogueSpec> {
+    let mut v = vec![EpilogueSpec::default()];
+    if kernel.epilogue_parts().0 {
+        for activation in gpuconv::Activation::CODES {
+            for (residual, save_pre) in [(true, true), (false, false)] {
+                v.push(EpilogueSpec {
+                    fused: true,
+                    activation,
+                    residual,
+                    save_pre,
+                });
+            }
+        }
+    }
+    v
+}
+
+/// Every (kernel, spec, epilogue) the planner picks on a sweep of problems under both tile
+/// profiles and with every pass on the block core, plus the representative specs at every
+/// epilogue.
+fn all_specs() -> BTreeSet<(Kernel, Spec, EpilogueSpec)> {
     let mut set = BTreeSet::new();
     for &kernel in Kernel::ALL {
         for spec in representative_specs(kernel) {
-            set.insert((kernel, spec));
+            for epi in epilogue_specs(kernel) {
+                set.insert((kernel, spec, epi));
+            }
         }
     }
     let all_block = TileProfile {
@@ -121,10 +143,22 @@ fn all_specs() -> BTreeSet<(Kernel, Spec)> {
         for pb in &problems {
             for op in [Op::Forward, Op::InputGrad, Op::WeightGrad, Op::BiasGrad] {
                 for bias in [false, true] {
-                    let plan = planner.plan(op, pb, bias).unwrap();
-                    for step in &plan.steps {
-                        if let Step::Dispatch(d) = step {
-                            set.insert((d.kernel, d.spec));
+                    let mut plans = vec![planner.plan(op, pb, bias).unwrap()];
+                    if op == Op::Forward {
+                        let fused = FusedForward {
+                            epilogue: gpuconv::Epilogue::new(gpuconv::Activation::Gelu),
+                            bias,
+                            residual: true,
+                            save_pre: bias,
+                        };
+                        plans.push(planner.plan_fused_forward(pb, &fused).unwrap());
+                        plans.push(planner.plan_unfused_forward(pb, &fused).unwrap());
+                    }
+                    for plan in plans {
+                        for step in &plan.steps {
+                            if let Step::Dispatch(d) = step {
+                                set.insert((d.kernel, d.spec, d.epilogue));
+                            }
                         }
                     }
                 }
@@ -139,15 +173,15 @@ fn every_kernel_validates_at_every_specialisation() {
     let specs = all_specs();
     for &kernel in Kernel::ALL {
         assert!(
-            specs.iter().any(|(k, _)| *k == kernel),
+            specs.iter().any(|(k, _, _)| *k == kernel),
             "{} has no specialisation to check",
             kernel.file_name()
         );
     }
-    for (kernel, spec) in &specs {
+    for (kernel, spec, epi) in &specs {
         validate(
-            &kernel.source(*spec),
-            &format!("{} at {spec}", kernel.file_name()),
+            &kernel.source(*spec, *epi),
+            &format!("{} at {spec}, {epi:?}", kernel.file_name()),
         );
     }
 }
@@ -294,9 +328,13 @@ fn interface_mismatches(kernel: Kernel, source: &str, what: &str) -> Vec<String>
 #[test]
 fn every_kernel_matches_its_interface_description() {
     let mut problems = Vec::new();
-    for (kernel, spec) in all_specs() {
-        let what = format!("{} at {spec}", kernel.file_name());
-        problems.extend(interface_mismatches(kernel, &kernel.source(spec), &what));
+    for (kernel, spec, epi) in all_specs() {
+        let what = format!("{} at {spec}, {epi:?}", kernel.file_name());
+        problems.extend(interface_mismatches(
+            kernel,
+            &kernel.source(spec, epi),
+            &what,
+        ));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     // Every layout is used by some kernel.
@@ -316,7 +354,7 @@ fn every_kernel_matches_its_interface_description() {
 #[test]
 fn the_interface_check_catches_mismatches() {
     let kernel = Kernel::Forward;
-    let source = kernel.source(Spec::from(DEFAULT_TILE));
+    let source = kernel.source(Spec::from(DEFAULT_TILE), EpilogueSpec::default());
     assert_eq!(
         interface_mismatches(kernel, &source, "original"),
         Vec::<String>::new()
@@ -350,10 +388,10 @@ fn the_interface_check_catches_mismatches() {
 
 /// The backend translation of one specialised kernel, the way wgpu does it: override constants
 /// resolved first, then each backend writer; returns the failures.
-fn translation_failures(kernel: Kernel, spec: Spec) -> Vec<String> {
+fn translation_failures(kernel: Kernel, spec: Spec, epi: EpilogueSpec) -> Vec<String> {
     use naga::back::{glsl, hlsl, msl, spv};
-    let what = format!("{} at {spec}", kernel.file_name());
-    let source = kernel.source(spec);
+    let what = format!("{} at {spec}, {epi:?}", kernel.file_name());
+    let source = kernel.source(spec, epi);
     let module = validate(&source, &what);
     let info = naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
@@ -449,14 +487,14 @@ fn translation_failures(kernel: Kernel, spec: Spec) -> Vec<String> {
 fn every_kernel_translates_for_every_backend() {
     let specs = all_specs();
     let mut failures = Vec::new();
-    for &(kernel, spec) in &specs {
-        failures.extend(translation_failures(kernel, spec));
+    for &(kernel, spec, epi) in &specs {
+        failures.extend(translation_failures(kernel, spec, epi));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // Every kernel of the registry was translated.
     for &kernel in Kernel::ALL {
         assert!(
-            specs.iter().any(|(k, _)| *k == kernel),
+            specs.iter().any(|(k, _, _)| *k == kernel),
             "{kernel:?} untranslated"
         );
     }

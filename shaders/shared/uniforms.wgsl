@@ -13,7 +13,8 @@ struct Conv {
     phase_h: u32, phase_w: u32, phase_rows_h: u32, phase_rows_w: u32,
     tap_r0: u32, tap_r_step: u32, tap_rn: u32, tap_s0: u32,
     tap_s_step: u32, tap_sn: u32, splits: u32, split_len: u32,
-    red_len: u32, out_len: u32,
+    red_len: u32, out_len: u32, alpha: f32, beta: f32,
+    act_a: f32, act_b: f32,
 }
 
 // The plain GEMM of 1×1 stride-1 passes on vec4 pixel quads (pointwise.wgsl):
@@ -23,6 +24,7 @@ struct Pointwise {
     quads: u32, src_c: u32, dst_c: u32, red_g: u32,
     out_g: u32, a_stride_out: u32, a_stride_red: u32, has_bias: u32,
     rows: u32, tiles_m: u32, tiles_n: u32, tiles_total: u32,
+    alpha: f32, beta: f32, act_a: f32, act_b: f32,
 }
 
 // The 1×1 stride-1 weight gradient on vec4 pixel quads, split-K (pointwise_weight_grad.wgsl).
@@ -43,12 +45,22 @@ struct Depthwise {
     off_h: i32, off_w: i32, flip: u32, chan_div: u32,
     chan_mult: u32, blocks_h: u32, blocks_w: u32, chunks: u32,
     tiles_total: u32, splits: u32, out_len: u32, has_bias: u32,
+    alpha: f32, beta: f32, act_a: f32, act_b: f32,
 }
 
 // Adding `splits` slices of `out_len` partial sums in index order, onto the output's own values
 // when `accumulate` (reduce_splits.wgsl).
 struct Reduce {
     splits: u32, out_len: u32, accumulate: u32, out_offset: u32,
+}
+
+// The epilogue's elementwise passes (epilogue.wgsl, activation_grad.wgsl): `len` elements from
+// output element `first`, planes of `plane` elements in `channels` channels (the bias index);
+// alpha is the gradient's scale in activation_grad.wgsl.
+struct Elementwise {
+    len: u32, first: u32, plane: u32, channels: u32,
+    has_bias: u32, from_output: u32, alpha: f32, beta: f32,
+    act_a: f32, act_b: f32,
 }
 
 // Scanning `len` values (nonfinite.wgsl).

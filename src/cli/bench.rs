@@ -7,12 +7,18 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use gpuconv::cpu::{fast, reference};
+use gpuconv::epilogue::Addends;
+use gpuconv::gpu::plan::{FusedForward, Operand};
+use gpuconv::gpu::{TuneBudget, Tuning};
 use gpuconv::metrics::{compare, ErrorStats};
 use gpuconv::rng::SplitMix64;
 use gpuconv::suite::{self, Shape};
-use gpuconv::{ConvProblem, Error, GpuContext, GpuTensor, Op, Recorder, Result};
+use gpuconv::transposed::{self, Backend, TransposedProblem};
+use gpuconv::{
+    Activation, ConvProblem, Epilogue, Error, GpuContext, GpuTensor, Op, Recorder, Result,
+};
 
-use super::{gpu_context, output, usage, CliError, CliResult};
+use super::{gpu_context_with, output, usage, CliError, CliResult};
 
 /// A column of the benchmark.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -62,13 +68,38 @@ pub struct BenchArgs {
     /// Draw GFLOP/s per shape and op for CPU and GPU as an SVG bar chart.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Also time each shape's forward with this epilogue fused (bias and a residual added; e.g.
+    /// relu, gelu, leaky-relu:0.1) against the same forward followed by the epilogue as its own
+    /// pass over Y.
+    #[arg(long, value_name = "NAME")]
+    epilogue: Option<String>,
+    /// Also time each shape's transposed forward: the dual of its convolution (X of the
+    /// convolution's output shape, Y of its input shape, the same weights), with a bias.
+    #[arg(long)]
+    transposed: bool,
+    /// Time only the --epilogue and --transposed layers, not the ops.
+    #[arg(long)]
+    layers_only: bool,
+    /// Tune each (shape, op) on the GPU first: time every candidate plan, print the
+    /// candidates, their times and the pick, then time the pick.
+    #[arg(long)]
+    tune: bool,
+    /// Tuning cache file: this adapter's choices in it are used (without --tune: no timing of
+    /// candidates), and --tune writes its choices there. Human-readable, one line per choice.
+    #[arg(long, value_name = "FILE")]
+    tune_cache: Option<PathBuf>,
+    /// Most time tuning one (shape, op) spends timing candidates.
+    #[arg(long, default_value_t = 30_000, value_name = "MS")]
+    tune_budget_ms: u64,
 }
 
 /// One measurement, as written to --json.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Record {
     shape: String,
-    op: Op,
+    /// The op's name: forward, input-grad, weight-grad, bias-grad, and the extra layers'
+    /// fused-forward, unfused-forward, transposed-forward.
+    op: &'static str,
     device: &'static str,
     median_ms: f64,
     min_ms: f64,
@@ -241,16 +272,29 @@ pub fn bench(args: &BenchArgs) -> CliResult<()> {
     for path in [&args.json, &args.plot].into_iter().flatten() {
         output::check_writable(path)?;
     }
+    let epilogue = args
+        .epilogue
+        .as_deref()
+        .map(str::parse::<Activation>)
+        .transpose()?
+        .map(|activation| Epilogue {
+            activation,
+            ..Default::default()
+        });
+    if args.layers_only && epilogue.is_none() && !args.transposed {
+        return Err(usage("--layers-only needs --epilogue NAME or --transposed"));
+    }
+    let ops: &[Op] = if args.layers_only { &[] } else { &args.ops };
     let want_cpu = args.devices.contains(&BenchDevice::Cpu);
     let ctx: Option<GpuContext> = if args.devices.contains(&BenchDevice::Gpu) {
-        Some(gpu_context()?)
+        Some(gpu_context_with(args.tune_cache.clone())?)
     } else {
         None
     };
     println!(
         "gpuconv bench: {} shapes x {} ops, median of at least {} timed runs and {} ms each",
         shapes.len(),
-        args.ops.len(),
+        ops.len(),
         args.repeats,
         args.min_time_ms
     );
@@ -263,8 +307,9 @@ pub fn bench(args: &BenchArgs) -> CliResult<()> {
         rayon::current_num_threads()
     );
     println!("error: relative L2 against the f64 reference, computed this run (FAIL beyond 1e-5 / scaled max 1e-4)");
-    println!();
-    println!(
+    if !args.layers_only {
+        println!();
+        println!(
         "{:<20} {:<11} {:>9} {:>8} {:>9} {:>8} {:>9} {:>8} {:>9} {:>8} {:>8} {:>10} {:>10}  kernels",
         "shape",
         "op",
@@ -280,6 +325,7 @@ pub fn bench(args: &BenchArgs) -> CliResult<()> {
         "err cpu",
         "err gpu"
     );
+    }
 
     let runs = Runs {
         repeats: args.repeats,
@@ -287,8 +333,9 @@ pub fn bench(args: &BenchArgs) -> CliResult<()> {
         warmup: Duration::ZERO,
     };
     let mut records: Vec<Record> = Vec::new();
+    let mut tuned: Vec<(Op, Tuning)> = Vec::new();
     let mut failures = 0usize;
-    let total = shapes.len() * args.ops.len();
+    let total = shapes.len() * ops.len();
     let mut done = 0usize;
     for (si, shape) in shapes.iter().enumerate() {
         let pb = shape.problem()?;
@@ -306,7 +353,7 @@ pub fn bench(args: &BenchArgs) -> CliResult<()> {
             }),
             None => None,
         };
-        for &op in &args.ops {
+        for &op in ops {
             done += 1;
             eprintln!("[{done}/{total}] {} {} ...", shape.name, op.name());
             let want = reference_result(op, &pb, &inputs)?;
@@ -315,7 +362,7 @@ pub fn bench(args: &BenchArgs) -> CliResult<()> {
             let mut push = |device: &'static str, t: &Timing, err: &ErrorStats, plan: String| {
                 records.push(Record {
                     shape: shape.name.clone(),
-                    op,
+                    op: op.name(),
                     device,
                     median_ms: t.median_ms,
                     min_ms: t.min_ms,
@@ -338,7 +385,16 @@ pub fn bench(args: &BenchArgs) -> CliResult<()> {
             }
             let mut gpu = None;
             if let (Some(ctx), Some(res)) = (&ctx, &resident) {
-                let plan = ctx.planner().plan(op, &pb, false)?.to_string();
+                if args.tune {
+                    let budget = TuneBudget {
+                        total: Duration::from_millis(args.tune_budget_ms),
+                        ..Default::default()
+                    };
+                    let tuning = ctx.tune(op, &pb, budget)?;
+                    print_tuning(&shape.name, op, &tuning);
+                    tuned.push((op, tuning));
+                }
+                let plan = ctx.plan(op, &pb, false)?.to_string();
                 let warm = Runs {
                     warmup: Duration::from_millis(args.gpu_warmup_ms),
                     ..runs
@@ -406,7 +462,20 @@ pub fn bench(args: &BenchArgs) -> CliResult<()> {
             );
         }
     }
-    print_geomeans(&records, &args.ops);
+    if epilogue.is_some() || args.transposed {
+        let layers = Layers {
+            epilogue,
+            transposed: args.transposed,
+            cpu: want_cpu,
+            runs,
+            gpu_warmup: Duration::from_millis(args.gpu_warmup_ms),
+        };
+        failures += layers.bench(&shapes, ctx.as_ref(), &mut records)?;
+    }
+    print_geomeans(&records, ops);
+    if !tuned.is_empty() {
+        print_tuning_summary(&tuned, ops);
+    }
     if let Some(path) = &args.json {
         output::write_file(path, |w| {
             for r in &records {
@@ -429,6 +498,344 @@ pub fn bench(args: &BenchArgs) -> CliResult<()> {
     Ok(())
 }
 
+/// The layers timed besides the ops: the fused forward against forward + epilogue pass, and
+/// the transposed forward.
+struct Layers {
+    epilogue: Option<Epilogue>,
+    transposed: bool,
+    cpu: bool,
+    runs: Runs,
+    gpu_warmup: Duration,
+}
+
+impl Layers {
+    /// Times every layer on every shape, prints a table each, adds their records; returns the
+    /// number of results outside the tolerance.
+    fn bench(
+        &self,
+        shapes: &[Shape],
+        ctx: Option<&GpuContext>,
+        records: &mut Vec<Record>,
+    ) -> CliResult<usize> {
+        let mut failures = 0;
+        let warm = Runs {
+            warmup: self.gpu_warmup,
+            ..self.runs
+        };
+        let mut push = |records: &mut Vec<Record>,
+                        shape: &Shape,
+                        op: &'static str,
+                        device: &'static str,
+                        flops: f64,
+                        t: &Timing,
+                        err: &ErrorStats,
+                        plan: String| {
+            failures += usize::from(!err.within_tolerance());
+            records.push(Record {
+                shape: shape.name.clone(),
+                op,
+                device,
+                median_ms: t.median_ms,
+                min_ms: t.min_ms,
+                max_ms: t.max_ms,
+                runs: t.runs,
+                gflops: flops / t.median_ms / 1e6,
+                rel_err: err.rel_l2,
+                max_err: err.scaled_max,
+                flops,
+                plan,
+            });
+        };
+        let ms = |t: &Option<Timing>| {
+            t.as_ref()
+                .map_or("-".into(), |t| format!("{:.2}", t.median_ms))
+        };
+        if let Some(epi) = &self.epilogue {
+            println!();
+            println!(
+                "forward with a fused epilogue y = {}(conv + b + z) against the forward and the epilogue as its own pass",
+                epi.activation
+            );
+            println!(
+                "{:<20} {:>9} {:>10} {:>12} {:>9} {:>10} {:>10}  gpu plan",
+                "shape", "cpu ms", "gpu fused", "gpu unfused", "unf/fus", "err cpu", "err gpu"
+            );
+            for (si, shape) in shapes.iter().enumerate() {
+                let pb = shape.problem()?;
+                let mut rng = SplitMix64::new(0xe9_0000 + si as u64);
+                let (x, w) = (rng.tensor(pb.x_len()), rng.tensor(pb.w_len()));
+                let (b, z) = (rng.tensor(pb.k), rng.tensor(pb.y_len()));
+                let addends = Addends {
+                    bias: Some(&b),
+                    residual: Some(&z),
+                };
+                let want = reference::forward_fused(&pb, &x, &w, addends, epi)?.0;
+                let flops = pb.flops();
+                let mut cpu = None;
+                let mut err_cpu = None;
+                if self.cpu {
+                    let (got, t) = time_runs(self.runs, || {
+                        fast::forward_fused(&pb, &x, &w, addends, epi, false)
+                    })?;
+                    let err = compare(&got.0, &want);
+                    push(
+                        records,
+                        shape,
+                        "fused-forward",
+                        "cpu",
+                        flops,
+                        &t,
+                        &err,
+                        fast::describe(&pb, Op::Forward).into(),
+                    );
+                    err_cpu = Some(fmt_err(&err));
+                    cpu = Some(t);
+                }
+                let (mut fused_t, mut unfused_t, mut err_gpu, mut plan_text) =
+                    (None, None, None, String::new());
+                if let Some(ctx) = ctx {
+                    let up = |v: &[f32], s: &[usize]| ctx.upload(v, s);
+                    let (xt, wt) = (up(&x, &pb.x_shape())?, up(&w, &pb.w_shape())?);
+                    let (bt, zt) = (up(&b, &[pb.k])?, up(&z, &pb.y_shape())?);
+                    let operands = [
+                        (Operand::X, &xt),
+                        (Operand::W, &wt),
+                        (Operand::Bias, &bt),
+                        (Operand::Residual, &zt),
+                    ];
+                    let fused = FusedForward {
+                        epilogue: *epi,
+                        bias: true,
+                        residual: true,
+                        save_pre: false,
+                    };
+                    let plans = [
+                        (
+                            "fused-forward",
+                            ctx.planner().plan_fused_forward(&pb, &fused)?,
+                        ),
+                        (
+                            "unfused-forward",
+                            ctx.planner().plan_unfused_forward(&pb, &fused)?,
+                        ),
+                    ];
+                    let mut errs = Vec::new();
+                    for (i, (op, plan)) in plans.iter().enumerate() {
+                        let (out, t) = time_runs(warm, || {
+                            let mut rec = ctx.recorder();
+                            let out = rec.record(plan, &operands)?;
+                            rec.submit()?.wait()?;
+                            Ok(out)
+                        })?;
+                        let err = compare(&ctx.read(&out)?, &want);
+                        errs.push(fmt_err(&err));
+                        push(records, shape, op, "gpu", flops, &t, &err, plan.to_string());
+                        if i == 0 {
+                            plan_text = plan.to_string();
+                            fused_t = Some(t);
+                        } else {
+                            unfused_t = Some(t);
+                        }
+                    }
+                    err_gpu = Some(errs.join("/"));
+                }
+                let ratio = match (&fused_t, &unfused_t) {
+                    (Some(f), Some(u)) => format!("{:.2}x", u.median_ms / f.median_ms),
+                    _ => "-".into(),
+                };
+                println!(
+                    "{:<20} {:>9} {:>10} {:>12} {:>9} {:>10} {:>10}  {plan_text}",
+                    shape.name,
+                    ms(&cpu),
+                    ms(&fused_t),
+                    ms(&unfused_t),
+                    ratio,
+                    err_cpu.unwrap_or("-".into()),
+                    err_gpu.unwrap_or("-".into()),
+                );
+            }
+        }
+        if self.transposed {
+            println!();
+            println!("transposed forward (each shape's dual: X of the convolution's output shape, Y of its input shape) + bias");
+            println!(
+                "{:<20} {:>9} {:>8} {:>9} {:>8} {:>9} {:>8} {:>10} {:>10}",
+                "shape", "cpu ms", "GF/s", "gpu ms", "GF/s", "e2e ms", "GF/s", "err cpu", "err gpu"
+            );
+            for (si, shape) in shapes.iter().enumerate() {
+                let pb = shape.problem()?;
+                let tpb = dual(&pb)?;
+                let mut rng = SplitMix64::new(0x7a_0000 + si as u64);
+                let (x, w, b) = (
+                    rng.tensor(pb.y_len()),
+                    rng.tensor(pb.w_len()),
+                    rng.tensor(pb.c),
+                );
+                let want = transposed::forward(Backend::Reference, &tpb, &x, &w, Some(&b))?;
+                let flops = pb.flops();
+                let gf = |t: &Option<Timing>| {
+                    t.as_ref()
+                        .map_or("-".into(), |t| format!("{:.1}", flops / t.median_ms / 1e6))
+                };
+                let mut cpu = None;
+                let mut err_cpu = None;
+                if self.cpu {
+                    let (got, t) = time_runs(self.runs, || {
+                        transposed::forward(Backend::Fast, &tpb, &x, &w, Some(&b))
+                    })?;
+                    let err = compare(&got, &want);
+                    push(
+                        records,
+                        shape,
+                        "transposed-forward",
+                        "cpu",
+                        flops,
+                        &t,
+                        &err,
+                        fast::describe(&pb, Op::InputGrad).into(),
+                    );
+                    err_cpu = Some(fmt_err(&err));
+                    cpu = Some(t);
+                }
+                let (mut gpu, mut e2e, mut err_gpu) = (None, None, None);
+                if let Some(ctx) = ctx {
+                    // Resident: the convolution's input gradient and the bias pass, recorded
+                    // together (the dual needs no padding of X).
+                    let xt = ctx.upload(&x, &pb.y_shape())?;
+                    let wt = ctx.upload(&w, &pb.w_shape())?;
+                    let bt = ctx.upload(&b, &[pb.c])?;
+                    let plan = ctx.planner().plan(Op::InputGrad, &pb, false)?.to_string();
+                    let (out, t) = time_runs(warm, || {
+                        let mut rec = ctx.recorder();
+                        let y = rec.input_grad(&xt, &wt, &pb.x_shape(), pb.params)?;
+                        let y = rec.epilogue(&y, Some(&bt), None, &Epilogue::default())?;
+                        rec.submit()?.wait()?;
+                        Ok(y)
+                    })?;
+                    let err = compare(&ctx.read(&out)?, &want);
+                    push(
+                        records,
+                        shape,
+                        "transposed-forward",
+                        "gpu",
+                        flops,
+                        &t,
+                        &err,
+                        plan.clone(),
+                    );
+                    let (got, te) = time_runs(self.runs, || {
+                        transposed::forward(Backend::Gpu(ctx), &tpb, &x, &w, Some(&b))
+                    })?;
+                    let err_e = compare(&got, &want);
+                    push(
+                        records,
+                        shape,
+                        "transposed-forward",
+                        "gpu-e2e",
+                        flops,
+                        &te,
+                        &err_e,
+                        plan,
+                    );
+                    err_gpu = Some(format!("{}/{}", fmt_err(&err), fmt_err(&err_e)));
+                    gpu = Some(t);
+                    e2e = Some(te);
+                }
+                println!(
+                    "{:<20} {:>9} {:>8} {:>9} {:>8} {:>9} {:>8} {:>10} {:>10}",
+                    shape.name,
+                    ms(&cpu),
+                    gf(&cpu),
+                    ms(&gpu),
+                    gf(&gpu),
+                    ms(&e2e),
+                    gf(&e2e),
+                    err_cpu.unwrap_or("-".into()),
+                    err_gpu.unwrap_or("-".into()),
+                );
+            }
+        }
+        Ok(failures)
+    }
+}
+
+/// The transposed convolution whose forward is `pb`'s input gradient: X of `pb`'s output shape,
+/// the same weights, Y of `pb`'s input shape (the output padding recovers rows the stride
+/// dropped).
+fn dual(pb: &ConvProblem) -> Result<TransposedProblem> {
+    let p = pb.params;
+    let extent = |out: usize, stride: usize, pad: usize, dil: usize, taps: usize| {
+        ((out - 1) * stride + dil * (taps - 1) + 1).saturating_sub(pad)
+    };
+    let h = extent(
+        pb.p,
+        p.stride[0],
+        p.padding[0] + p.padding[2],
+        p.dilation[0],
+        pb.r,
+    );
+    let w = extent(
+        pb.q,
+        p.stride[1],
+        p.padding[1] + p.padding[3],
+        p.dilation[1],
+        pb.s,
+    );
+    TransposedProblem::new(
+        &pb.y_shape(),
+        &pb.w_shape(),
+        p,
+        [pb.h.saturating_sub(h), pb.w.saturating_sub(w)],
+    )
+}
+
+/// One (shape, op)'s tuning: each candidate's time and plan, and the pick.
+fn print_tuning(shape: &str, op: Op, t: &Tuning) {
+    let clock = if t.device_time { "device" } else { "wall" };
+    println!(
+        "tune {shape} {}: {} candidates in {:.1} s ({clock} ms)",
+        op.name(),
+        t.candidates.len(),
+        t.took.as_secs_f64()
+    );
+    for c in &t.candidates {
+        let ms =
+            c.ms.map_or("not timed (budget)".into(), |ms| format!("{ms:9.3}"));
+        let mark = if c.choice == t.pick { "*" } else { " " };
+        println!("  {mark} {ms}  {:<28} {}", c.choice.to_string(), c.plan);
+    }
+    if let Some(s) = t.speedup() {
+        println!("  pick: {} ({s:.2}x the heuristic)", t.pick);
+    }
+}
+
+/// Tuning time and the geomean speed-up of the picks over the heuristic, per op.
+fn print_tuning_summary(tuned: &[(Op, Tuning)], ops: &[Op]) {
+    let total: f64 = tuned.iter().map(|(_, t)| t.took.as_secs_f64()).sum();
+    let parts: Vec<String> = ops
+        .iter()
+        .filter_map(|&op| {
+            let s: Vec<f64> = tuned
+                .iter()
+                .filter(|(o, _)| *o == op)
+                .filter_map(|(_, t)| t.speedup())
+                .map(f64::ln)
+                .collect();
+            (!s.is_empty()).then(|| {
+                format!(
+                    "{} {:.2}x",
+                    op.name(),
+                    (s.iter().sum::<f64>() / s.len() as f64).exp()
+                )
+            })
+        })
+        .collect();
+    println!(
+        "tuning: {total:.1} s in all; geomean speed-up of the picks over the heuristic (tuning's own timing) {}",
+        parts.join(", ")
+    );
+}
+
 fn print_geomeans(records: &[Record], ops: &[Op]) {
     println!();
     for device in ["cpu", "gpu", "gpu-device", "gpu-e2e"] {
@@ -437,7 +844,7 @@ fn print_geomeans(records: &[Record], ops: &[Op]) {
             .filter_map(|&op| {
                 let g: Vec<f64> = records
                     .iter()
-                    .filter(|r| r.device == device && r.op == op)
+                    .filter(|r| r.device == device && r.op == op.name())
                     .map(|r| r.gflops.ln())
                     .collect();
                 (!g.is_empty()).then(|| {
@@ -468,7 +875,7 @@ fn escape(s: &str) -> String {
 fn plot_svg(records: &[Record]) -> String {
     let devices = ["cpu", "gpu", "gpu-e2e"];
     let colours = ["#4e79a7", "#f28e2b", "#b07aa1"];
-    let mut groups: Vec<(String, Op)> = Vec::new();
+    let mut groups: Vec<(String, &str)> = Vec::new();
     for r in records {
         if !groups.iter().any(|(s, o)| *s == r.shape && *o == r.op) {
             groups.push((r.shape.clone(), r.op));
@@ -507,7 +914,7 @@ fn plot_svg(records: &[Record]) -> String {
                     x0 + di as f64 * bar_w,
                     top + height - h,
                     colours[di],
-                    op.name(),
+                    op,
                     r.gflops
                 );
             }
@@ -516,8 +923,7 @@ fn plot_svg(records: &[Record]) -> String {
         let ly = top + height + 8.0;
         let shape = escape(shape);
         svg += &format!(
-            "<text x=\"{lx:.1}\" y=\"{ly:.1}\" transform=\"rotate(60 {lx:.1} {ly:.1})\">{shape} {}</text>\n",
-            op.name()
+            "<text x=\"{lx:.1}\" y=\"{ly:.1}\" transform=\"rotate(60 {lx:.1} {ly:.1})\">{shape} {op}</text>\n",
         );
     }
     for (di, device) in devices.iter().enumerate() {

@@ -73,8 +73,15 @@ static OVERRIDES: OnceLock<Overrides> = OnceLock::new();
 
 /// A GPU context with the overrides the environment asked for.
 pub fn gpu_context() -> CliResult<GpuContext> {
+    gpu_context_with(None)
+}
+
+/// [`gpu_context`] with a tuning cache file (`--tune-cache`): its choices for this adapter are
+/// used, and tuning writes there.
+pub fn gpu_context_with(tune_cache: Option<std::path::PathBuf>) -> CliResult<GpuContext> {
     let options = ContextOptions {
         overrides: OVERRIDES.get().copied().unwrap_or_default(),
+        tune_cache,
         ..Default::default()
     };
     Ok(GpuContext::with_options(options)?)

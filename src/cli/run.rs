@@ -4,12 +4,13 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use gpuconv::cpu::reference;
+use gpuconv::epilogue::Addends;
 use gpuconv::npy::read;
 use gpuconv::problem::check_output_grad_shape;
 use gpuconv::transposed::{self, Backend, TransposedProblem};
-use gpuconv::{ConvProblem, TensorRole};
+use gpuconv::{Activation, ConvProblem, Epilogue, TensorRole};
 
-use super::{gpu_context, output, parse_list, parse_shape, usage, CliResult, ConvFlags};
+use super::{gpu_context_with, output, parse_list, parse_shape, usage, CliResult, ConvFlags};
 
 /// Where to compute.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -85,6 +86,24 @@ pub struct RunArgs {
     /// the stride or the dilation.
     #[arg(long, value_name = "OH,OW")]
     output_padding: Option<String>,
+    /// Fused epilogue y = act(α·conv + b + β·z) of forward and transposed-forward: the
+    /// activation, one of identity | relu | leaky-relu:SLOPE | relu6 | clamp:LO,HI | gelu |
+    /// gelu-tanh | silu | sigmoid | tanh.
+    #[arg(long, value_name = "NAME")]
+    activation: Option<String>,
+    /// Residual z (Y's shape) .npy added after the convolution, scaled by --beta.
+    #[arg(long, value_name = "Z.npy")]
+    residual: Option<PathBuf>,
+    /// α, the convolution's scale in the epilogue (default 1).
+    #[arg(long, value_name = "A", allow_hyphen_values = true)]
+    alpha: Option<String>,
+    /// β, the residual's scale in the epilogue (default 1).
+    #[arg(long, value_name = "B", allow_hyphen_values = true)]
+    beta: Option<String>,
+    /// Tuning cache file (`gpuconv bench --tune --tune-cache FILE` writes one): the GPU runs
+    /// this adapter's tuned plan for the problem where the file has one.
+    #[arg(long, value_name = "FILE")]
+    tune_cache: Option<PathBuf>,
     /// Where to write the result (.npy); written only on success.
     #[arg(long)]
     out: PathBuf,
@@ -124,8 +143,9 @@ pub fn run(args: &RunArgs) -> CliResult<()> {
         },
         None => [0, 0],
     };
+    let epi = epilogue(args)?;
     if transposed {
-        let (shape, result) = run_transposed(args, params, output_padding)?;
+        let (shape, result) = run_transposed(args, params, output_padding, epi)?;
         return output::write_npy(&args.out, &shape, &result);
     }
     let (shape, result) = match op {
@@ -143,9 +163,10 @@ pub fn run(args: &RunArgs) -> CliResult<()> {
                 }
                 None => None,
             };
-            let y = match args.device {
-                Device::Cpu => reference::forward(&pb, &x.data, &w.data, b.as_deref())?,
-                Device::Gpu => gpu_context()?.conv2d_forward(
+            let z = read_residual(args, &pb.y_shape())?;
+            let y = match (&epi, args.device) {
+                (None, Device::Cpu) => reference::forward(&pb, &x.data, &w.data, b.as_deref())?,
+                (None, Device::Gpu) => gpu_context_with(args.tune_cache.clone())?.conv2d_forward(
                     &x.data,
                     &x.shape,
                     &w.data,
@@ -153,6 +174,25 @@ pub fn run(args: &RunArgs) -> CliResult<()> {
                     b.as_deref(),
                     params,
                 )?,
+                (Some(epi), device) => {
+                    let addends = Addends {
+                        bias: b.as_deref(),
+                        residual: z.as_deref(),
+                    };
+                    match device {
+                        Device::Cpu => {
+                            reference::forward_fused(&pb, &x.data, &w.data, addends, epi)?.0
+                        }
+                        Device::Gpu => {
+                            gpu_context_with(args.tune_cache.clone())?
+                                .conv2d_forward_fused(
+                                    &x.data, &x.shape, &w.data, &w.shape, addends, epi, params,
+                                    false,
+                                )?
+                                .0
+                        }
+                    }
+                }
             };
             (pb.y_shape().to_vec(), y)
         }
@@ -168,7 +208,7 @@ pub fn run(args: &RunArgs) -> CliResult<()> {
             let pb = ConvProblem::with_output_grad(&x_shape, &w.shape, &dy.shape, params)?;
             let dx = match args.device {
                 Device::Cpu => reference::input_grad(&pb, &dy.data, &w.data)?,
-                Device::Gpu => gpu_context()?
+                Device::Gpu => gpu_context_with(args.tune_cache.clone())?
                     .conv2d_input_grad(&dy.data, &dy.shape, &w.data, &w.shape, &x_shape, params)?,
             };
             (x_shape, dx)
@@ -185,7 +225,7 @@ pub fn run(args: &RunArgs) -> CliResult<()> {
             let pb = ConvProblem::with_output_grad(&x.shape, &w_shape, &dy.shape, params)?;
             let dw = match args.device {
                 Device::Cpu => reference::weight_grad(&pb, &dy.data, &x.data)?,
-                Device::Gpu => gpu_context()?
+                Device::Gpu => gpu_context_with(args.tune_cache.clone())?
                     .conv2d_weight_grad(&dy.data, &dy.shape, &x.data, &x.shape, &w_shape, params)?,
             };
             (w_shape, dw)
@@ -195,7 +235,8 @@ pub fn run(args: &RunArgs) -> CliResult<()> {
             let [_, k, _, _] = check_output_grad_shape(&dy.shape)?;
             let db = match args.device {
                 Device::Cpu => reference::bias_grad(&dy.shape, &dy.data)?,
-                Device::Gpu => gpu_context()?.conv2d_bias_grad(&dy.data, &dy.shape)?,
+                Device::Gpu => gpu_context_with(args.tune_cache.clone())?
+                    .conv2d_bias_grad(&dy.data, &dy.shape)?,
             };
             (vec![k], db)
         }
@@ -211,12 +252,13 @@ fn run_transposed(
     args: &RunArgs,
     params: gpuconv::ConvParams,
     output_padding: [usize; 2],
+    epi: Option<Epilogue>,
 ) -> CliResult<(Vec<usize>, Vec<f32>)> {
     let op = args.op;
     // Opened only after everything is validated.
     let device = || -> CliResult<Option<gpuconv::GpuContext>> {
         match args.device {
-            Device::Gpu => Ok(Some(gpu_context()?)),
+            Device::Gpu => Ok(Some(gpu_context_with(args.tune_cache.clone())?)),
             Device::Cpu => Ok(None),
         }
     };
@@ -241,8 +283,20 @@ fn run_transposed(
                 }
                 None => None,
             };
+            let z = read_residual(args, &pb.y_shape())?;
+            let addends = Addends {
+                bias: b.as_deref(),
+                residual: z.as_deref(),
+            };
             let ctx = device()?;
-            let y = transposed::forward(pick(&ctx), &pb, &x.data, &w.data, b.as_deref())?;
+            let y = transposed::forward_fused(
+                pick(&ctx),
+                &pb,
+                &x.data,
+                &w.data,
+                addends,
+                &epi.unwrap_or_default(),
+            )?;
             Ok((pb.y_shape().to_vec(), y))
         }
         RunOp::TransposedInputGrad => {
@@ -276,6 +330,63 @@ fn run_transposed(
             Ok((w_shape, dw))
         }
     }
+}
+
+/// The epilogue the flags ask for: `None` without any of --activation, --residual, --alpha and
+/// --beta; those apply to forward and transposed-forward only.
+fn epilogue(args: &RunArgs) -> CliResult<Option<Epilogue>> {
+    let given = [
+        ("activation", args.activation.is_some()),
+        ("residual", args.residual.is_some()),
+        ("alpha", args.alpha.is_some()),
+        ("beta", args.beta.is_some()),
+    ];
+    let Some((flag, _)) = given.iter().find(|(_, on)| *on) else {
+        return Ok(None);
+    };
+    if !matches!(args.op, RunOp::Forward | RunOp::TransposedForward) {
+        return Err(usage(format!(
+            "--{flag} applies to --op forward and transposed-forward, not --op {}",
+            args.op.name()
+        )));
+    }
+    let scale = |flag: &str, text: &Option<String>| -> CliResult<f32> {
+        match text {
+            None => Ok(1.0),
+            Some(t) => match t.trim().parse::<f32>() {
+                Ok(v) if v.is_finite() => Ok(v),
+                _ => Err(usage(format!("--{flag} {t:?} is not a finite number"))),
+            },
+        }
+    };
+    let activation = match &args.activation {
+        Some(text) => text.parse::<Activation>()?,
+        None => Activation::Identity,
+    };
+    let epi = Epilogue {
+        activation,
+        alpha: scale("alpha", &args.alpha)?,
+        beta: scale("beta", &args.beta)?,
+    };
+    epi.validate()?;
+    Ok(Some(epi))
+}
+
+/// The --residual tensor, checked against Y's shape.
+fn read_residual(args: &RunArgs, y_shape: &[usize]) -> CliResult<Option<Vec<f32>>> {
+    let Some(path) = &args.residual else {
+        return Ok(None);
+    };
+    let z = read(path)?;
+    if z.shape != y_shape {
+        return Err(gpuconv::Error::ShapeMismatch {
+            role: TensorRole::Residual,
+            got: z.shape,
+            expected: y_shape.to_vec(),
+        }
+        .into());
+    }
+    Ok(Some(z.data))
 }
 
 /// The reference on the CPU device, the GPU kernels otherwise.

@@ -13,9 +13,10 @@
 
 use rayon::prelude::*;
 
-use crate::cpu::alloc::{ensure_available, filled};
+use crate::cpu::alloc::{ensure_available, filled, vec_with_capacity};
 use crate::cpu::isa::Avx512;
 use crate::cpu::scratch::Scratch;
+use crate::epilogue::{self, Addends, Epilogue};
 use crate::error::{Result, TensorRole};
 use crate::problem::{has_nonfinite, ConvProblem, Op};
 
@@ -290,6 +291,29 @@ fn col_row(pb: &ConvProblem, plane: &[f32], r: usize, s: usize, out: &mut [f32])
 pub fn forward(pb: &ConvProblem, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Result<Vec<f32>> {
     let kernel = CpuKernel::for_problem(pb, Op::Forward);
     forward_with(kernel, pb, x, w, bias)
+}
+
+/// The fused forward y = act(α·conv(x, w) + b + β·z): the convolution, then the epilogue over
+/// each output plane ([`epilogue::apply`]). Returns y, and the pre-activation when `save_pre`.
+pub fn forward_fused(
+    pb: &ConvProblem,
+    x: &[f32],
+    w: &[f32],
+    addends: Addends<'_>,
+    epilogue: &Epilogue,
+    save_pre: bool,
+) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+    epilogue.validate()?;
+    let mut y = forward(pb, x, w, None)?;
+    let mut pre = if save_pre {
+        let mut v = vec_with_capacity(y.len(), "pre-activation")?;
+        v.resize(y.len(), 0.0);
+        Some(v)
+    } else {
+        None
+    };
+    epilogue::apply(epilogue, pb.y_shape(), &mut y, addends, pre.as_deref_mut())?;
+    Ok((y, pre))
 }
 
 /// [`forward`] with the kernel family chosen by the caller (tests and benchmarks).

@@ -12,6 +12,7 @@
 use rayon::prelude::*;
 
 use crate::cpu::alloc::{filled, vec_with_capacity};
+use crate::epilogue::{Addends, Epilogue};
 use crate::error::{Result, TensorRole};
 use crate::problem::{check_data_len, check_output_grad_shape, ConvProblem};
 
@@ -46,6 +47,43 @@ pub fn forward(
         bias.as_deref(),
     )?;
     narrow(y, "output y")
+}
+
+/// The fused forward y = act(α·conv(x, w) + b + β·z) with everything in f64 until the final
+/// rounding; returns y and the pre-activation α·conv + b + β·z.
+pub fn forward_fused(
+    problem: &ConvProblem,
+    x: &[f32],
+    w: &[f32],
+    addends: Addends<'_>,
+    epilogue: &Epilogue,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    epilogue.validate()?;
+    if let Some(b) = addends.bias {
+        problem.check_len(TensorRole::Bias, b.len())?;
+    }
+    if let Some(z) = addends.residual {
+        problem.check_len(TensorRole::Residual, z.len())?;
+    }
+    let c = forward_f64(
+        problem,
+        &widen(x, "input x (f64)")?,
+        &widen(w, "weight w (f64)")?,
+        None,
+    )?;
+    let plane = problem.p * problem.q;
+    let mut y = vec_with_capacity(c.len(), "output y")?;
+    let mut pre = vec_with_capacity(c.len(), "pre-activation")?;
+    for (i, &c) in c.iter().enumerate() {
+        let b = addends
+            .bias
+            .map_or(0.0, |b| f64::from(b[i / plane % problem.k]));
+        let z = addends.residual.map_or(0.0, |z| f64::from(z[i]));
+        let v = epilogue.pre(c, b, z);
+        pre.push(v as f32);
+        y.push(epilogue.activation.apply(v) as f32);
+    }
+    Ok((y, pre))
 }
 
 /// dX\[n,c,h,w\] = Σ over every (k, p, q, r, s) whose window put X\[n,c,h,w\] under W\[k,c,r,s\] of dY\[n,k,p,q\]·W\[k,c,r,s\].

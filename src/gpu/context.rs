@@ -11,7 +11,7 @@ use wgpu::util::DeviceExt;
 use crate::error::{Error, Result, TensorRole};
 use crate::gpu::adapter::{instance, pick_adapter, AdapterSummary};
 use crate::gpu::config::{Overrides, ShaderChecks};
-use crate::gpu::kernels::{Kernel, Spec};
+use crate::gpu::kernels::{EpilogueSpec, Kernel, Spec};
 use crate::gpu::plan::{Planner, TileProfile};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -74,6 +74,9 @@ pub struct ContextOptions {
     pub overrides: Overrides,
     /// The limits to request (ignored by [`GpuContext::from_device`], which reads the device's).
     pub limits: LimitsChoice,
+    /// A tuning cache file: the context starts with this adapter's choices from it, and
+    /// [`GpuContext::tune`] writes its choices there (`gpu::tune`).
+    pub tune_cache: Option<std::path::PathBuf>,
 }
 
 /// A compiled kernel and the bind group layout built from its interface.
@@ -87,6 +90,7 @@ pub(crate) struct Pipeline {
 struct PipelineKey {
     kernel: Kernel,
     spec: Spec,
+    epilogue: EpilogueSpec,
     checks: ShaderChecks,
 }
 
@@ -98,13 +102,15 @@ pub struct GpuContext {
     /// `device`, `queue` and `zeros` are dropped in `Drop`, serialised on GL.
     pub(crate) device: ManuallyDrop<wgpu::Device>,
     pub(crate) queue: ManuallyDrop<wgpu::Queue>,
-    adapter_info: wgpu::AdapterInfo,
+    pub(crate) adapter_info: wgpu::AdapterInfo,
     pub(crate) planner: Planner,
     pub(crate) options: ContextOptions,
     /// Whether calls into the device are serialised (GL; see [`GL_SERIAL`]).
     pub(crate) serial: bool,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     scratch_pool: Mutex<Vec<wgpu::Buffer>>,
+    /// The tuned plan choices (`gpu::tune`).
+    pub(crate) tuned: Mutex<crate::gpu::tune::TuneCache>,
     /// Bound where a kernel needs a buffer it never reads (the forward without a bias).
     pub(crate) zeros: ManuallyDrop<wgpu::Buffer>,
     /// Errors outside gpuconv's error scopes, collected when gpuconv owns the device.
@@ -260,11 +266,13 @@ impl GpuContext {
             serial,
             pipelines: Mutex::new(HashMap::new()),
             scratch_pool: Mutex::new(Vec::new()),
+            tuned: Mutex::new(Default::default()),
             zeros: ManuallyDrop::new(zeros),
             uncaptured,
         };
         drop(guard);
         ctx.take_uncaptured("creating the context")?;
+        ctx.load_tune_cache()?;
         Ok(ctx)
     }
 
@@ -307,11 +315,17 @@ impl GpuContext {
 
     /// The compiled pipeline for `kernel` at `spec`, built on first use, with an explicit
     /// layout from the kernel's interface.
-    pub(crate) fn pipeline(&self, kernel: Kernel, spec: Spec) -> Result<Arc<Pipeline>> {
+    pub(crate) fn pipeline(
+        &self,
+        kernel: Kernel,
+        spec: Spec,
+        epilogue: EpilogueSpec,
+    ) -> Result<Arc<Pipeline>> {
         let checks = self.options.overrides.shader_checks;
         let key = PipelineKey {
             kernel,
             spec,
+            epilogue,
             checks,
         };
         if let Some(p) = lock(&self.pipelines).get(&key) {
@@ -321,7 +335,7 @@ impl GpuContext {
         let pipeline = self.scoped("building a pipeline", || {
             let desc = wgpu::ShaderModuleDescriptor {
                 label: Some(kernel.file_name()),
-                source: wgpu::ShaderSource::Wgsl(kernel.source(spec).into()),
+                source: wgpu::ShaderSource::Wgsl(kernel.source(spec, epilogue).into()),
             };
             let module = match checks.runtime_checks() {
                 // SAFETY: ShaderChecks documents the switch: every loop in gpuconv's kernels is

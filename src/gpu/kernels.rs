@@ -16,11 +16,16 @@ pub const UNIFORMS_WGSL: &str = include_str!("../../shaders/shared/uniforms.wgsl
 pub const REGISTER_GEMM_WGSL: &str = include_str!("../../shaders/shared/register_gemm.wgsl");
 /// The workgroup-memory GEMM core appended to the `block_*` kernels (their index maps).
 pub const BLOCK_GEMM_WGSL: &str = include_str!("../../shaders/shared/block_gemm.wgsl");
+/// The epilogue's activations, appended to the kernels that apply or differentiate them.
+pub const ACTIVATION_WGSL: &str = include_str!("../../shaders/shared/activation.wgsl");
+/// The forward kernels' store with the fused epilogue, appended after [`ACTIVATION_WGSL`].
+pub const EPILOGUE_WGSL: &str = include_str!("../../shaders/shared/epilogue.wgsl");
 
 use crate::gpu::interface::{Access, Elem, KernelInterface, StorageBinding};
 use crate::gpu::uniform::{
-    BiasGradUniform, BorderUniform, ConvUniform, DepthwiseUniform, PointwiseUniform,
-    PointwiseWeightGradUniform, ReduceUniform, ScanUniform, SgemmUniform, Uniform,
+    BiasGradUniform, BorderUniform, ConvUniform, DepthwiseUniform, ElementwiseUniform,
+    PointwiseUniform, PointwiseWeightGradUniform, ReduceUniform, ScanUniform, SgemmUniform,
+    Uniform,
 };
 
 /// Which shared core a kernel's index maps are appended to.
@@ -124,15 +129,18 @@ macro_rules! kernels {
 kernels! {
     /// Forward as an implicit GEMM on the register core.
     Forward => "forward.wgsl", core Register, Tile, wg override,
-        uniform ConvUniform as "cv", [x: Read F32, wt: Read F32, bias: Read F32, y: ReadWrite F32];
+        uniform ConvUniform as "cv",
+        [x: Read F32, wt: Read F32, bias: Read F32, y: ReadWrite F32, residual: Read F32, pre: ReadWrite F32];
     /// The 1×1 stride-1 forward and input gradient as a plain GEMM on vec4 pixel quads, on the
     /// register core; also the column GEMM of the few-channel input gradient.
     Pointwise => "pointwise.wgsl", core Register, Tile, wg override,
         uniform PointwiseUniform as "pw",
-        [src: Read Vec4F32, wt: Read F32, bias: Read F32, dst: ReadWrite Vec4F32];
+        [src: Read Vec4F32, wt: Read F32, bias: Read F32, dst: ReadWrite Vec4F32,
+         residual: Read Vec4F32, pre: ReadWrite Vec4F32];
     /// Depthwise forward and stride-1 input gradient, direct.
     Depthwise => "depthwise.wgsl", core None, Window, wg override,
-        uniform DepthwiseUniform as "dw", [src: Read F32, wt: Read F32, bias: Read F32, dst: ReadWrite F32];
+        uniform DepthwiseUniform as "dw",
+        [src: Read F32, wt: Read F32, bias: Read F32, dst: ReadWrite F32, residual: Read F32, pre: ReadWrite F32];
     /// Depthwise weight gradient, direct, partial sums per channel.
     DepthwiseWeightGrad => "depthwise_weight_grad.wgsl", core None, Window, wg override,
         uniform DepthwiseUniform as "dw", [dy: Read F32, x: Read F32, partial: ReadWrite F32];
@@ -159,6 +167,13 @@ kernels! {
     InputGradBorder => "input_grad_border.wgsl", core None, Tile, wg override,
         uniform BorderUniform as "bd",
         [dy: Read F32, wt: Read F32, flag: Read U32, dx: ReadWrite F32];
+    /// The forward epilogue as a pass of its own over Y, in place (where it cannot be fused).
+    Epilogue => "epilogue.wgsl", core None, Tile, wg override,
+        uniform ElementwiseUniform as "ep",
+        [bias: Read F32, residual: Read F32, y: ReadWrite F32, pre: ReadWrite F32];
+    /// The epilogue's backward: scale·dy·act′, elementwise.
+    ActivationGrad => "activation_grad.wgsl", core None, Tile, wg override,
+        uniform ElementwiseUniform as "ep", [dy: Read F32, saved: Read F32, out: ReadWrite F32];
     /// Bias gradient: one workgroup tree per channel (256 invocations, fixed).
     BiasGrad => "bias_grad.wgsl", core None, Tile, wg fixed,
         uniform BiasGradUniform as "bg", [dy: Read F32, db: ReadWrite F32];
@@ -167,7 +182,8 @@ kernels! {
         uniform SgemmUniform as "sg", [a: Read F32, b: Read Vec4F32, c: ReadWrite Vec4F32];
     /// Forward on the workgroup-memory core (hardware GPUs).
     BlockForward => "block_forward.wgsl", core Block, Block, wg fixed,
-        uniform ConvUniform as "cv", [x: Read F32, wt: Read F32, bias: Read F32, y: ReadWrite F32];
+        uniform ConvUniform as "cv",
+        [x: Read F32, wt: Read F32, bias: Read F32, y: ReadWrite F32, residual: Read F32, pre: ReadWrite F32];
     /// Input gradient of one stride phase on the workgroup-memory core.
     BlockInputGrad => "block_input_grad.wgsl", core Block, Block, wg fixed,
         uniform ConvUniform as "cv", [dy: Read F32, wt: Read F32, dx: ReadWrite F32];
@@ -203,17 +219,42 @@ impl Kernel {
         self.spec_kind() == SpecKind::Window
     }
 
-    /// Full WGSL source of this kernel at `spec`: the specialisation as constants, the shared
-    /// sources, and the kernel body (then its GEMM core, for the GEMM kernels) with its `//#for`
-    /// blocks unrolled.
-    pub fn source(self, spec: Spec) -> String {
+    /// Which of the epilogue's shared sources this kernel takes: (activations, fused store).
+    pub fn epilogue_parts(self) -> (bool, bool) {
+        match self {
+            Kernel::Forward
+            | Kernel::BlockForward
+            | Kernel::Pointwise
+            | Kernel::Depthwise
+            | Kernel::Epilogue => (true, true),
+            Kernel::ActivationGrad => (true, false),
+            _ => (false, false),
+        }
+    }
+
+    /// Full WGSL source of this kernel at `spec` with epilogue `epi`: the specialisation as
+    /// constants, the shared sources, and the kernel body (then its GEMM core, for the GEMM
+    /// kernels, and the epilogue's sources, for the kernels that take them) with its `//#for`
+    /// blocks unrolled. `epi` matters only to the kernels [`Kernel::epilogue_parts`] names.
+    pub fn source(self, spec: Spec, epi: EpilogueSpec) -> String {
         let counts = spec.counts();
         let mut out = format!(
-            "// generated specialisation: {} at {spec}\n",
-            self.file_name()
+            "// generated specialisation: {} at {spec}{}\n",
+            self.file_name(),
+            if epi.fused { ", fused epilogue" } else { "" }
         );
         for (name, v) in &counts {
             out.push_str(&format!("const {name}: u32 = {v}u;\n"));
+        }
+        let (activations, store) = self.epilogue_parts();
+        if activations {
+            out.push_str(&format!("const ACT: u32 = {}u;\n", epi.activation));
+        }
+        if store {
+            out.push_str(&format!(
+                "const EPI: bool = {};\nconst HAS_RESIDUAL: bool = {};\nconst SAVE_PRE: bool = {};\n",
+                epi.fused, epi.residual, epi.save_pre
+            ));
         }
         out.push_str(GRID_WGSL);
         out.push('\n');
@@ -229,6 +270,14 @@ impl Kernel {
             out.push('\n');
             out.push_str(&unroll(core, &counts));
         }
+        if activations {
+            out.push('\n');
+            out.push_str(ACTIVATION_WGSL);
+        }
+        if store {
+            out.push('\n');
+            out.push_str(EPILOGUE_WGSL);
+        }
         out
     }
 
@@ -241,6 +290,21 @@ impl Kernel {
             vec![]
         }
     }
+}
+
+/// The compile-time part of an epilogue: what [`Kernel::source`] generates into the kernels that
+/// take one. The default is no fused epilogue (the forward kernels store acc + b).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct EpilogueSpec {
+    /// Whether a forward kernel applies the epilogue in its store (always true for the
+    /// epilogue's own pass).
+    pub fused: bool,
+    /// The activation's code ([`crate::epilogue::Activation::code`]).
+    pub activation: u32,
+    /// Whether the residual z is read.
+    pub residual: bool,
+    /// Whether the pre-activation is written.
+    pub save_pre: bool,
 }
 
 /// A tile shape for the implicit-GEMM kernels. One GEMM dimension runs across the invocations

@@ -8,6 +8,8 @@
 //!   specialisations, bindings, and uniform layouts (checked against the WGSL by reflection).
 
 mod adapter;
+#[cfg(feature = "ndarray")]
+mod arrays;
 pub mod config;
 mod context;
 pub mod interface;
@@ -17,6 +19,7 @@ pub mod plan;
 mod record;
 pub mod sgemm;
 mod tensor;
+pub mod tune;
 pub mod uniform;
 
 pub use adapter::{enumerate_adapters, instance, pick_adapter, AdapterSummary};
@@ -25,3 +28,4 @@ pub use context::{ContextOptions, GpuContext, LimitsChoice};
 pub use plan::{BlockPasses, OpPlan, Planner, SplitK, TileProfile, DEFAULT_TILE};
 pub use record::{Recorder, Submission};
 pub use tensor::GpuTensor;
+pub use tune::{Choice, TuneBudget, Tuning};

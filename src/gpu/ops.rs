@@ -1,6 +1,7 @@
 //! One op, one submission: the conveniences over [`Recorder`](crate::gpu::Recorder), on GPU
 //! tensors and on host slices (upload, run, read back; blocking and `_async`).
 
+use crate::epilogue::{Addends, Epilogue};
 use crate::error::{Result, TensorRole};
 use crate::gpu::plan::{OpPlan, Operand};
 use crate::gpu::tensor::GpuTensor;
@@ -84,7 +85,7 @@ impl GpuContext {
             problem.check_len(TensorRole::Bias, b.len())?;
         }
         // Planned once, before anything is uploaded: a problem the device cannot run fails first.
-        let plan = self.planner.plan(Op::Forward, &problem, bias.is_some())?;
+        let plan = self.plan(Op::Forward, &problem, bias.is_some())?;
         let xt = self.upload_as(TensorRole::Input, x, x_shape)?;
         let wt = self.upload_as(TensorRole::Weight, w, w_shape)?;
         let mut operands = vec![(Operand::X, &xt), (Operand::W, &wt)];
@@ -112,6 +113,49 @@ impl GpuContext {
         pollster::block_on(self.conv2d_forward_async(x, x_shape, w, w_shape, bias, params))
     }
 
+    /// The fused forward y = act(α·conv(x, w) + b + β·z) on host slices ([`Addends`] holds the
+    /// optional bias (K,) and residual (Y's shape)); returns Y, and the pre-activation when
+    /// `save_pre`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d_forward_fused(
+        &self,
+        x: &[f32],
+        x_shape: &[usize],
+        w: &[f32],
+        w_shape: &[usize],
+        addends: Addends<'_>,
+        epilogue: &Epilogue,
+        params: ConvParams,
+        save_pre: bool,
+    ) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+        let problem = ConvProblem::new(x_shape, w_shape, params)?;
+        problem.check_len(TensorRole::Input, x.len())?;
+        problem.check_len(TensorRole::Weight, w.len())?;
+        let y_shape = problem.y_shape();
+        let bt = addends
+            .bias
+            .map(|b| self.upload_as(TensorRole::Bias, b, &[problem.k]))
+            .transpose()?;
+        let zt = addends
+            .residual
+            .map(|z| self.upload_as(TensorRole::Residual, z, &y_shape))
+            .transpose()?;
+        let xt = self.upload_as(TensorRole::Input, x, x_shape)?;
+        let wt = self.upload_as(TensorRole::Weight, w, w_shape)?;
+        let mut rec = self.recorder();
+        let (y, pre) = if save_pre {
+            let (y, pre) =
+                rec.forward_fused_saving_pre(&xt, &wt, bt.as_ref(), zt.as_ref(), epilogue, params)?;
+            (y, Some(pre))
+        } else {
+            let y = rec.forward_fused(&xt, &wt, bt.as_ref(), zt.as_ref(), epilogue, params)?;
+            (y, None)
+        };
+        rec.submit()?;
+        let pre = pre.map(|p| self.read(&p)).transpose()?;
+        Ok((self.read(&y)?, pre))
+    }
+
     /// Input gradient on host slices; returns dX (N, C, H, W) flat.
     pub async fn conv2d_input_grad_async(
         &self,
@@ -125,7 +169,7 @@ impl GpuContext {
         let problem = ConvProblem::with_output_grad(x_shape, w_shape, dy_shape, params)?;
         problem.check_len(TensorRole::OutputGrad, dy.len())?;
         problem.check_len(TensorRole::Weight, w.len())?;
-        let plan = self.planner.plan(Op::InputGrad, &problem, false)?;
+        let plan = self.plan(Op::InputGrad, &problem, false)?;
         let dyt = self.upload_as(TensorRole::OutputGrad, dy, dy_shape)?;
         let wt = self.upload_as(TensorRole::Weight, w, w_shape)?;
         let dx = self.run_plan(&plan, &[(Operand::Dy, &dyt), (Operand::W, &wt)])?;
@@ -158,7 +202,7 @@ impl GpuContext {
         let problem = ConvProblem::with_output_grad(x_shape, w_shape, dy_shape, params)?;
         problem.check_len(TensorRole::OutputGrad, dy.len())?;
         problem.check_len(TensorRole::Input, x.len())?;
-        let plan = self.planner.plan(Op::WeightGrad, &problem, false)?;
+        let plan = self.plan(Op::WeightGrad, &problem, false)?;
         let dyt = self.upload_as(TensorRole::OutputGrad, dy, dy_shape)?;
         let xt = self.upload_as(TensorRole::Input, x, x_shape)?;
         let dw = self.run_plan(&plan, &[(Operand::Dy, &dyt), (Operand::X, &xt)])?;

@@ -11,9 +11,10 @@
 
 use std::sync::Arc;
 
+use crate::epilogue::{Activation, Epilogue, Saved};
 use crate::error::{Error, Result, TensorRole};
 use crate::gpu::context::next_id;
-use crate::gpu::plan::{BufferRef, BufferSlice, Dispatch, OpPlan, Operand, Step};
+use crate::gpu::plan::{BufferRef, BufferSlice, Dispatch, FusedForward, OpPlan, Operand, Step};
 use crate::gpu::tensor::{GpuTensor, Readiness};
 use crate::gpu::GpuContext;
 use crate::problem::{check_output_grad_shape, ConvParams, ConvProblem, Op};
@@ -154,15 +155,171 @@ impl<'c, 'e> Recorder<'c, 'e> {
         if let Some(b) = bias {
             problem.check_shape(TensorRole::Bias, b.shape())?;
         }
-        let plan = self
-            .ctx
-            .planner
-            .plan(Op::Forward, &problem, bias.is_some())?;
+        let plan = self.ctx.plan(Op::Forward, &problem, bias.is_some())?;
         let mut operands = vec![(Operand::X, x), (Operand::W, w)];
         if let Some(b) = bias {
             operands.push((Operand::Bias, b));
         }
         self.record_to(&plan, &operands, out)
+    }
+
+    /// Records the fused forward y = act(α·conv(x, w) + b + β·z): `bias` (K,) and `residual`
+    /// z (Y's shape) optional. The epilogue runs in the forward kernel's store where the plan
+    /// allows (Y written once, never read), else as its own pass after the forward
+    /// ([`Planner::plan_fused_forward`](crate::gpu::plan::Planner::plan_fused_forward)).
+    pub fn forward_fused(
+        &mut self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        residual: Option<&GpuTensor>,
+        epilogue: &Epilogue,
+        params: ConvParams,
+    ) -> Result<GpuTensor> {
+        Ok(self
+            .fused_forward(x, w, bias, residual, epilogue, params, false)?
+            .0)
+    }
+
+    /// [`Recorder::forward_fused`] that also writes the pre-activation α·conv + b + β·z
+    /// (returned second), for the activations whose backward needs it ([`Saved`]).
+    pub fn forward_fused_saving_pre(
+        &mut self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        residual: Option<&GpuTensor>,
+        epilogue: &Epilogue,
+        params: ConvParams,
+    ) -> Result<(GpuTensor, GpuTensor)> {
+        let (y, pre) = self.fused_forward(x, w, bias, residual, epilogue, params, true)?;
+        let pre = pre.ok_or_else(|| Error::Internal("no pre-activation recorded".into()))?;
+        Ok((y, pre))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fused_forward(
+        &mut self,
+        x: &GpuTensor,
+        w: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        residual: Option<&GpuTensor>,
+        epilogue: &Epilogue,
+        params: ConvParams,
+        save_pre: bool,
+    ) -> Result<(GpuTensor, Option<GpuTensor>)> {
+        let problem = ConvProblem::new(x.shape(), w.shape(), params)?;
+        if let Some(b) = bias {
+            problem.check_shape(TensorRole::Bias, b.shape())?;
+        }
+        if let Some(z) = residual {
+            problem.check_shape(TensorRole::Residual, z.shape())?;
+        }
+        let fused = FusedForward {
+            epilogue: *epilogue,
+            bias: bias.is_some(),
+            residual: residual.is_some(),
+            save_pre,
+        };
+        let plan = self
+            .ctx
+            .planner_for(Op::Forward, &problem)
+            .plan_fused_forward(&problem, &fused)?;
+        let pre = if save_pre {
+            Some(self.new_output("pre-activation", problem.y_shape().to_vec())?)
+        } else {
+            None
+        };
+        let mut operands = vec![(Operand::X, x), (Operand::W, w)];
+        operands.extend(bias.map(|b| (Operand::Bias, b)));
+        operands.extend(residual.map(|z| (Operand::Residual, z)));
+        operands.extend(pre.as_ref().map(|p| (Operand::Pre, p)));
+        let y = self.record(&plan, &operands)?;
+        Ok((y, pre))
+    }
+
+    /// Records the gradient at the epilogue's pre-activation, scaled: `scale`·dy·act′, act′
+    /// taken from `saved` (the forward's output y or its pre-activation, as `kind` says; the
+    /// output serves only the activations whose derivative it determines). With `scale` = 1
+    /// this is dpre, whose [`Recorder::bias_grad`] is db; α gives the convolution's dY (for
+    /// the input and weight gradients), β the residual's gradient.
+    pub fn activation_grad(
+        &mut self,
+        dy: &GpuTensor,
+        saved: &GpuTensor,
+        activation: Activation,
+        kind: Saved,
+        scale: f32,
+    ) -> Result<GpuTensor> {
+        if saved.shape() != dy.shape() {
+            return Err(Error::ShapeMismatch {
+                role: match kind {
+                    Saved::Output => TensorRole::Output,
+                    Saved::PreActivation => TensorRole::PreActivation,
+                },
+                got: saved.shape().to_vec(),
+                expected: dy.shape().to_vec(),
+            });
+        }
+        let plan = self
+            .ctx
+            .planner
+            .plan_activation_grad(dy.shape(), activation, kind, scale)?;
+        self.record(&plan, &[(Operand::Dy, dy), (Operand::Saved, saved)])
+    }
+
+    /// Records the epilogue y ← act(α·y + b + β·z) as a pass of its own over `y` (N, K, P, Q)
+    /// in place, `y` holding a convolution without bias (e.g. the transposed forward, or a
+    /// caller's own op); returns the updated `y`. [`Recorder::forward_fused`] fuses the same
+    /// epilogue into the forward kernel instead.
+    pub fn epilogue(
+        &mut self,
+        y: &GpuTensor,
+        bias: Option<&GpuTensor>,
+        residual: Option<&GpuTensor>,
+        epilogue: &Epilogue,
+    ) -> Result<GpuTensor> {
+        let y_shape = check_output_grad_shape(y.shape()).map_err(|_| Error::Rank {
+            role: TensorRole::Output,
+            expected: 4,
+            shape: y.shape().to_vec(),
+        })?;
+        if let Some(b) = bias {
+            if b.shape() != [y_shape[1]] {
+                return Err(Error::ShapeMismatch {
+                    role: TensorRole::Bias,
+                    got: b.shape().to_vec(),
+                    expected: vec![y_shape[1]],
+                });
+            }
+        }
+        let fused = FusedForward {
+            epilogue: *epilogue,
+            bias: bias.is_some(),
+            residual: residual.is_some(),
+            save_pre: false,
+        };
+        let plan = self.ctx.planner.plan_epilogue(y_shape, &fused)?;
+        let mut operands = Vec::new();
+        operands.extend(bias.map(|b| (Operand::Bias, b)));
+        operands.extend(residual.map(|z| (Operand::Residual, z)));
+        self.record_into(&plan, &operands, y)
+    }
+
+    /// A new buffer for a second output of an op, pending until this recorder is submitted.
+    fn new_output(&mut self, what: &'static str, shape: Vec<usize>) -> Result<GpuTensor> {
+        let len = shape.iter().try_fold(1usize, |acc, &d| {
+            acc.checked_mul(d).ok_or(Error::TooLarge {
+                what: what.into(),
+                value: acc as u128 * d as u128,
+                limit: usize::MAX as u128,
+            })
+        })?;
+        let bytes = (len as u128) * 4;
+        let buffer = self.ctx.storage_buffer(what, bytes)?;
+        let readiness = Readiness::pending(self.id);
+        self.outputs.push(readiness.clone());
+        Ok(GpuTensor::new(self.ctx, buffer, shape, len, readiness))
     }
 
     /// Records dX from dY and W. `x_shape` is the forward input's (N, C, H, W).
@@ -174,7 +331,7 @@ impl<'c, 'e> Recorder<'c, 'e> {
         params: ConvParams,
     ) -> Result<GpuTensor> {
         let problem = ConvProblem::with_output_grad(x_shape, w.shape(), dy.shape(), params)?;
-        let plan = self.ctx.planner.plan(Op::InputGrad, &problem, false)?;
+        let plan = self.ctx.plan(Op::InputGrad, &problem, false)?;
         self.record(&plan, &[(Operand::Dy, dy), (Operand::W, w)])
     }
 
@@ -187,7 +344,7 @@ impl<'c, 'e> Recorder<'c, 'e> {
         params: ConvParams,
     ) -> Result<GpuTensor> {
         let problem = ConvProblem::with_output_grad(x.shape(), w_shape, dy.shape(), params)?;
-        let plan = self.ctx.planner.plan(Op::WeightGrad, &problem, false)?;
+        let plan = self.ctx.plan(Op::WeightGrad, &problem, false)?;
         self.record_weight_grad(&plan, dy, x)
     }
 
@@ -463,6 +620,9 @@ fn role_of(op: Operand) -> TensorRole {
         Operand::W | Operand::B => TensorRole::Weight,
         Operand::Bias => TensorRole::Bias,
         Operand::Dy => TensorRole::OutputGrad,
+        Operand::Residual => TensorRole::Residual,
+        Operand::Pre => TensorRole::PreActivation,
+        Operand::Saved => TensorRole::Output,
     }
 }
 
@@ -475,7 +635,7 @@ fn record_dispatch(
     d: &Dispatch,
     resolve: &impl Fn(&BufferSlice) -> Result<(wgpu::Buffer, u64, Option<u64>)>,
 ) -> Result<()> {
-    let pipeline = ctx.pipeline(d.kernel, d.spec)?;
+    let pipeline = ctx.pipeline(d.kernel, d.spec, d.epilogue)?;
     let uniform = ctx.uniform_buffer(d.uniform.bytes());
     let iface = d.kernel.interface();
     let mut buffers = Vec::with_capacity(iface.storage.len());

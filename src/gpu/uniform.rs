@@ -171,6 +171,14 @@ uniform! {
         pub red_len: u32,
         /// Elements of the op's output: dW (one split-K slice) or, for col2im, dX.
         pub out_len: u32,
+        /// Fused epilogue: α, the convolution's scale.
+        pub alpha: f32,
+        /// Fused epilogue: β, the residual's scale.
+        pub beta: f32,
+        /// Fused epilogue: the activation's first parameter.
+        pub act_a: f32,
+        /// Fused epilogue: the activation's second parameter.
+        pub act_b: f32,
     }
 }
 
@@ -232,6 +240,14 @@ uniform! {
         pub tiles_n: u32,
         /// Workgroups in the whole grid.
         pub tiles_total: u32,
+        /// Fused epilogue: α, the convolution's scale.
+        pub alpha: f32,
+        /// Fused epilogue: β, the residual's scale.
+        pub beta: f32,
+        /// Fused epilogue: the activation's first parameter.
+        pub act_a: f32,
+        /// Fused epilogue: the activation's second parameter.
+        pub act_b: f32,
     }
 }
 
@@ -310,6 +326,14 @@ uniform! {
         pub out_len: u32,
         /// 1 when a bias is added.
         pub has_bias: u32,
+        /// Fused epilogue: α, the convolution's scale.
+        pub alpha: f32,
+        /// Fused epilogue: β, the residual's scale.
+        pub beta: f32,
+        /// Fused epilogue: the activation's first parameter.
+        pub act_a: f32,
+        /// Fused epilogue: the activation's second parameter.
+        pub act_b: f32,
     }
 }
 
@@ -325,6 +349,33 @@ uniform! {
         pub accumulate: u32,
         /// Where in the output the slice lands (elements).
         pub out_offset: u32,
+    }
+}
+
+uniform! {
+    /// WGSL `struct Elementwise`: the epilogue's passes of their own (epilogue.wgsl over Y in
+    /// place, activation_grad.wgsl).
+    pub struct ElementwiseUniform as "Elementwise" {
+        /// Elements in this binding.
+        pub len: u32,
+        /// The output element index of this binding's first element.
+        pub first: u32,
+        /// Elements per channel plane.
+        pub plane: u32,
+        /// Channels (the bias's length).
+        pub channels: u32,
+        /// 1 when a bias is added.
+        pub has_bias: u32,
+        /// activation_grad: 1 when the saved tensor is the output, 0 the pre-activation.
+        pub from_output: u32,
+        /// α (epilogue.wgsl) or the gradient's scale (activation_grad.wgsl).
+        pub alpha: f32,
+        /// β, the residual's scale.
+        pub beta: f32,
+        /// The activation's first parameter.
+        pub act_a: f32,
+        /// The activation's second parameter.
+        pub act_b: f32,
     }
 }
 
@@ -418,7 +469,8 @@ uniform! {
 }
 
 /// Every uniform layout, for the reflection test.
-pub const ALL_LAYOUTS: [UniformLayout; 9] = [
+pub const ALL_LAYOUTS: [UniformLayout; 10] = [
+    ElementwiseUniform::LAYOUT,
     ConvUniform::LAYOUT,
     PointwiseUniform::LAYOUT,
     PointwiseWeightGradUniform::LAYOUT,
@@ -445,6 +497,8 @@ pub enum UniformValue {
     Reduce(ReduceUniform),
     /// `Scan`.
     Scan(ScanUniform),
+    /// `Elementwise`.
+    Elementwise(ElementwiseUniform),
     /// `Border`.
     Border(BorderUniform),
     /// `BiasGrad`.
@@ -463,6 +517,7 @@ impl UniformValue {
             UniformValue::Depthwise(_) => &DepthwiseUniform::LAYOUT,
             UniformValue::Reduce(_) => &ReduceUniform::LAYOUT,
             UniformValue::Scan(_) => &ScanUniform::LAYOUT,
+            UniformValue::Elementwise(_) => &ElementwiseUniform::LAYOUT,
             UniformValue::Border(_) => &BorderUniform::LAYOUT,
             UniformValue::BiasGrad(_) => &BiasGradUniform::LAYOUT,
             UniformValue::Sgemm(_) => &SgemmUniform::LAYOUT,
@@ -478,6 +533,7 @@ impl UniformValue {
             UniformValue::Depthwise(u) => bytemuck::bytes_of(u),
             UniformValue::Reduce(u) => bytemuck::bytes_of(u),
             UniformValue::Scan(u) => bytemuck::bytes_of(u),
+            UniformValue::Elementwise(u) => bytemuck::bytes_of(u),
             UniformValue::Border(u) => bytemuck::bytes_of(u),
             UniformValue::BiasGrad(u) => bytemuck::bytes_of(u),
             UniformValue::Sgemm(u) => bytemuck::bytes_of(u),

@@ -131,6 +131,8 @@ fn one_dispatch(
             ("wt", BufferRef::Operand(Operand::W)),
             ("bias", bias_buf),
             ("dst", BufferRef::Output),
+            ("residual", BufferRef::Zeros),
+            ("pre", BufferRef::Output),
         ],
         workgroups,
     )?;

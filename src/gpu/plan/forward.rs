@@ -96,6 +96,8 @@ pub(crate) fn plan(planner: &Planner, problem: &ConvProblem, bias: bool) -> Resu
             ("wt", BufferRef::Operand(Operand::W)),
             ("bias", bias_buf),
             ("y", BufferRef::Output),
+            ("residual", BufferRef::Zeros),
+            ("pre", BufferRef::Output),
         ],
         workgroups,
     )?;

@@ -9,10 +9,12 @@
 //!
 //! One module per pass: [`forward`], [`input_grad`], [`weight_grad`], [`bias_grad`], and the
 //! [`depthwise`] and [`pointwise`] families they hand problems to; [`profile`] holds the tile
-//! profiles and the tile heuristics.
+//! profiles and the tile heuristics; [`epilogue`] fuses a forward epilogue into a forward plan
+//! (or appends it as its own pass) and plans its backward.
 
 pub mod bias_grad;
 pub mod depthwise;
+pub mod epilogue;
 pub mod forward;
 pub mod input_grad;
 pub mod pointwise;
@@ -25,10 +27,11 @@ use std::fmt;
 use crate::error::{Error, Result};
 use crate::gpu::config::Overrides;
 use crate::gpu::interface::Elem;
-use crate::gpu::kernels::{BlockSpec, Kernel, Spec, TileSpec, WindowSpec};
+use crate::gpu::kernels::{BlockSpec, EpilogueSpec, Kernel, Spec, TileSpec, WindowSpec};
 use crate::gpu::uniform::UniformValue;
 use crate::problem::{ConvProblem, Op};
 
+pub use epilogue::FusedForward;
 pub use profile::{BlockPasses, TileProfile, DEFAULT_TILE, POINTWISE_TILE};
 pub use weight_grad::SplitK;
 
@@ -287,6 +290,8 @@ pub enum Path {
     },
     /// The plain SGEMM ceiling benchmark.
     Sgemm(TileSpec),
+    /// An elementwise pass (the epilogue's own pass, its backward).
+    Elementwise(TileSpec),
 }
 
 impl fmt::Display for Path {
@@ -332,6 +337,7 @@ impl fmt::Display for Path {
                 inner,
             } => write!(f, "{inner} in {tiles} {split}"),
             Path::Sgemm(t) => write!(f, "plain SGEMM, {t}"),
+            Path::Elementwise(t) => write!(f, "elementwise, {t}"),
         }
     }
 }
@@ -371,6 +377,12 @@ pub enum Operand {
     Bias,
     /// The output gradient dY.
     Dy,
+    /// The residual z of a fused epilogue.
+    Residual,
+    /// The pre-activation a fused forward writes (an operand the caller provides).
+    Pre,
+    /// The tensor the epilogue's backward takes act′ from (the output or the pre-activation).
+    Saved,
     /// SGEMM's left matrix.
     A,
     /// SGEMM's right matrix.
@@ -428,6 +440,8 @@ pub struct Dispatch {
     pub kernel: Kernel,
     /// Its specialisation.
     pub spec: Spec,
+    /// Its epilogue's compile-time part (no fused epilogue unless the plan fuses one).
+    pub epilogue: EpilogueSpec,
     /// The uniform it reads.
     pub uniform: UniformValue,
     /// Its storage bindings, by name.
@@ -637,6 +651,16 @@ impl OpPlan {
 impl fmt::Display for OpPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.path)?;
+        if self
+            .dispatches()
+            .any(|d| d.epilogue.fused && d.kernel != Kernel::Epilogue)
+        {
+            f.write_str(", epilogue fused")?;
+        } else if self.path != Path::Elementwise(epilogue::ELEMENTWISE_TILE)
+            && self.dispatches().any(|d| d.kernel == Kernel::Epilogue)
+        {
+            f.write_str(", then the epilogue's own pass")?;
+        }
         if f.alternate() {
             for s in &self.scratch {
                 write!(f, "\n  scratch {}: {} bytes", s.what, s.bytes)?;
@@ -709,6 +733,7 @@ pub(crate) fn dispatch(
     Ok(Step::Dispatch(Box::new(Dispatch {
         kernel,
         spec: spec.into(),
+        epilogue: EpilogueSpec::default(),
         uniform,
         binds: binds
             .iter()

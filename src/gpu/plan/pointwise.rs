@@ -70,6 +70,7 @@ fn plain_gemm(
         tiles_m: u32_of("pointwise tiles", tiles_m)?,
         tiles_n: u32_of("pointwise tiles", tiles_n)?,
         tiles_total: u32_of("pointwise workgroups", workgroups)?,
+        ..Default::default()
     };
     let step = dispatch(
         planner,
@@ -81,6 +82,8 @@ fn plain_gemm(
             ("wt", BufferRef::Operand(Operand::W)),
             ("bias", bias),
             ("dst", dst),
+            ("residual", BufferRef::Zeros),
+            ("pre", dst),
         ],
         workgroups,
     )?;
