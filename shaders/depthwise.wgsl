@@ -1,5 +1,7 @@
-// Direct depthwise convolution, used for the forward pass and the stride-1 input gradient (the
-// same correlation with the taps flipped and src/dst swapped; see `struct Depthwise`).
+// Direct depthwise convolution, used for the forward pass and the input gradient (the same
+// correlation with the taps flipped and src/dst swapped; see `struct Depthwise`). For a strided
+// input gradient src is read as if upsampled by (UH, UW) with zeros between its values (the
+// stride holes): window positions off that grid read zero.
 //
 // Each invocation computes a TP×TQ block of one output plane. It loads the WH×WW input window
 // the block's taps cover once per term and reuses every value for all the outputs and taps that
@@ -25,6 +27,17 @@ fn epi_params() -> vec4<f32> {
 
 override WG: u32 = 8u;
 
+// One tap: acc + x·w. On the stride-upsampled grid (UH·UW > 1, generated) a stride hole or
+// padding position adds nothing, not 0·w, so a NaN or ±∞ weight reaches only the dX elements
+// PyTorch's input gradient has a term for; elsewhere (UH = UW = 1) a plain FMA, the padding's
+// 0·w being corrected by the input gradient's border pass.
+fn tap(acc: f32, x: f32, w: f32, ok: bool) -> f32 {
+    if UH * UW == 1u {
+        return fma(x, w, acc);
+    }
+    return select(acc, fma(x, w, acc), ok);
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
@@ -41,17 +54,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let q0 = (blk % dw.blocks_w) * TQ;
     let ih0 = i32(p0 * SH) + dw.off_h;
     let iw0 = i32(q0 * SW) + dw.off_w;
-    let h_max = i32(dw.in_h) - 1;
-    let w_max = i32(dw.in_w) - 1;
+    // Window coordinates are on src's grid upsampled by (UH, UW) (generated: 1, 1 except for a
+    // strided input gradient, so the divisions fold away elsewhere); the last one on it:
+    let up_h = i32(UH);
+    let up_w = i32(UW);
+    let h_max = (i32(dw.in_h) - 1) * up_h;
+    let w_max = (i32(dw.in_w) - 1) * up_w;
 
     // The window's rows and columns: clamped offsets and validity, shared by every term.
 //#for u in WH
-    let row{u} = u32(clamp(ih0 + {u}, 0, h_max)) * dw.in_w;
-    let row_ok{u} = ih0 + {u} >= 0 && ih0 + {u} <= h_max;
+    let row{u} = u32(clamp(ih0 + {u}, 0, h_max) / up_h) * dw.in_w;
+    let row_ok{u} = ih0 + {u} >= 0 && ih0 + {u} <= h_max && (ih0 + {u}) % up_h == 0;
 //#end
 //#for v in WW
-    let col{v} = u32(clamp(iw0 + {v}, 0, w_max));
-    let col_ok{v} = iw0 + {v} >= 0 && iw0 + {v} <= w_max;
+    let col{v} = u32(clamp(iw0 + {v}, 0, w_max) / up_w);
+    let col_ok{v} = iw0 + {v} >= 0 && iw0 + {v} <= w_max && (iw0 + {v}) % up_w == 0;
 //#end
 //#for a in TP
 //#for b in TQ
@@ -79,7 +96,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
 //#for b in TQ
 //#for r in R
 //#for s in S
-        acc{a}_{b} = fma(x{a*SH+r*DH}_{b*SW+s*DW}, w{r}_{s}, acc{a}_{b});
+        acc{a}_{b} = tap(acc{a}_{b}, x{a*SH+r*DH}_{b*SW+s*DW}, w{r}_{s}, row_ok{a*SH+r*DH} && col_ok{b*SW+s*DW});
 //#end
 //#end
 //#end

@@ -126,9 +126,9 @@ fn direct_depthwise_in_all_three_passes() {
         direct,
         &mut rng,
     );
-    // Strided: forward and weight gradient stay direct (7×7/2 shrinks its block), the input
-    // gradient takes the stride-phase GEMM.
-    let strided = [DEPTHWISE, GEMM, DEPTHWISE];
+    // Strided: all three passes direct too (7×7/2 shrinks its block); the input gradient reads
+    // dY on its stride-upsampled grid.
+    let strided = [DEPTHWISE, DEPTHWISE, DEPTHWISE];
     check_path(
         case(
             "depthwise K=2C stride 2",

@@ -456,3 +456,49 @@ fn kernel_loops_stay_within_the_drivers_budget() {
         &reference::bias_grad(&dy_shape, &dy).unwrap(),
     );
 }
+
+/// The strided depthwise input gradient reads dY on its stride-upsampled grid: a NaN or ±∞
+/// weight must reach only the dX elements PyTorch's input gradient has a term for, not the
+/// stride holes between them.
+#[test]
+fn strided_depthwise_input_gradient_keeps_nan_weights_out_of_the_stride_holes() {
+    let ctx = gpu().expect("GPU context");
+    let mut rng = SplitMix64::new(0x1f0);
+    let cases = [
+        (
+            [2, 4, 11, 9],
+            [4, 1, 3, 3],
+            ConvParams::default().stride(2, 2).padding_tlbr(0, 0, 1, 1),
+        ),
+        (
+            [1, 3, 13, 12],
+            [6, 1, 5, 5],
+            ConvParams::default()
+                .stride(3, 2)
+                .padding(2, 2)
+                .dilation(1, 2),
+        ),
+    ];
+    for (x_shape, w_shape, params) in cases {
+        let params = params.groups(x_shape[1]);
+        let pb = ConvProblem::new(&x_shape, &w_shape, params).unwrap();
+        let plan = ctx
+            .planner()
+            .plan(Op::InputGrad, &pb, false)
+            .unwrap()
+            .to_string();
+        assert!(plan.contains("stride holes"), "{plan}");
+        for special in [f32::NAN, f32::INFINITY] {
+            let mut w = rng.tensor(pb.w_len());
+            w[rng.range(0, pb.w_len())] = special;
+            let dy = rng.tensor(pb.y_len());
+            let want = reference::input_grad(&pb, &dy, &w).unwrap();
+            assert!(want.iter().any(|v| !v.is_finite()) && want.iter().any(|v| v.is_finite()));
+            let got = ctx
+                .conv2d_input_grad(&dy, &pb.y_shape(), &w, &pb.w_shape(), &pb.x_shape(), params)
+                .unwrap();
+            let e = compare_nan_aware(&got, &want);
+            assert!(e.within_tolerance(), "{special} in w, {pb:?}: {e:?}");
+        }
+    }
+}

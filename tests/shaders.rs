@@ -40,6 +40,7 @@ fn representative_specs(kernel: Kernel) -> Vec<Spec> {
         kernel,
         stride,
         dilation,
+        upsample: stride,
         lanes: 8,
     };
     let block = |bm, bn, bk, tm, tn| BlockSpec { bm, bn, bk, tm, tn };

@@ -38,7 +38,8 @@ struct PointwiseWeightGrad {
 // The direct depthwise kernels:
 // dst[n, oc, p, q] = Σ_{j<terms} Σ_{r,s} src[n, ic, p·SH + off_h + r·DH, q·SW + off_w + s·DW]
 //                    · wt[wc, tap(r, s)], ic = (oc / chan_div)·chan_mult + j,
-// wc = ic and taps flipped when `flip` (input gradient), else wc = oc (forward).
+// wc = ic and taps flipped when `flip` (input gradient), else wc = oc (forward); src is read on
+// its grid upsampled by the generated UH, UW (a strided input gradient's stride holes).
 struct Depthwise {
     n: u32, in_c: u32, out_c: u32, terms: u32,
     in_h: u32, in_w: u32, out_h: u32, out_w: u32,

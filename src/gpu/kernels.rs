@@ -137,7 +137,7 @@ kernels! {
         uniform PointwiseUniform as "pw",
         [src: Read Vec4F32, wt: Read F32, bias: Read F32, dst: ReadWrite Vec4F32,
          residual: Read Vec4F32, pre: ReadWrite Vec4F32];
-    /// Depthwise forward and stride-1 input gradient, direct.
+    /// Depthwise forward and input gradient (strided: dY on its stride-upsampled grid), direct.
     Depthwise => "depthwise.wgsl", core None, Window, wg override,
         uniform DepthwiseUniform as "dw",
         [src: Read F32, wt: Read F32, bias: Read F32, dst: ReadWrite F32, residual: Read F32, pre: ReadWrite F32];
@@ -364,6 +364,9 @@ pub struct WindowSpec {
     pub stride: [u32; 2],
     /// Dilation (WGSL `DH`, `DW`).
     pub dilation: [u32; 2],
+    /// The grid src is read on: src upsampled by this with zeros between its values (the
+    /// strided input gradient's stride holes; 1, 1 otherwise) (WGSL `UH`, `UW`).
+    pub upsample: [u32; 2],
     /// Invocations per workgroup (WGSL override `WG`).
     pub lanes: u32,
 }
@@ -467,6 +470,8 @@ impl Spec {
                     ("SW", w.stride[1]),
                     ("DH", w.dilation[0]),
                     ("DW", w.dilation[1]),
+                    ("UH", w.upsample[0]),
+                    ("UW", w.upsample[1]),
                     ("WH", wh),
                     ("WW", ww),
                 ]
@@ -532,9 +537,13 @@ impl std::fmt::Display for Spec {
                 let [wh, ww] = w.window();
                 write!(
                     f,
-                    "{}x{} outputs per invocation from a {wh}x{ww} window, {} lanes",
-                    w.rows, w.cols, w.lanes
-                )
+                    "{}x{} outputs per invocation from a {wh}x{ww} window",
+                    w.rows, w.cols
+                )?;
+                if w.upsample != [1, 1] {
+                    write!(f, " over {}x{} stride holes", w.upsample[0], w.upsample[1])?;
+                }
+                write!(f, ", {} lanes", w.lanes)
             }
             Spec::Block(b) => b.fmt(f),
         }

@@ -1,7 +1,6 @@
 //! The direct depthwise kernels (`depthwise.wgsl`, `depthwise_weight_grad.wgsl`): every pass of a
-//! depthwise problem (one input channel per group) whose kernel is small enough to unroll, except
-//! the strided input gradient, which takes the phase-split GEMM. PERFORMANCE.md,
-//! [#gpu-depthwise].
+//! depthwise problem (one input channel per group) whose kernel is small enough to unroll.
+//! PERFORMANCE.md, [#gpu-depthwise].
 
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{Kernel, WindowSpec};
@@ -40,6 +39,7 @@ pub(crate) fn window(
         kernel: [small(problem.r)?, small(problem.s)?],
         stride: [small(stride[0])?, small(stride[1])?],
         dilation: [small(dh)?, small(dw)?],
+        upsample: [1, 1],
         lanes: planner.profile.depthwise_lanes,
     };
     let area = |w: WindowSpec| w.window().iter().map(|&v| u64::from(v)).product::<u64>();
@@ -179,15 +179,17 @@ pub(crate) fn forward(
     .map(Some)
 }
 
-/// The direct depthwise input gradient (stride 1 only: then dX is a correlation of dY with the
-/// flipped taps), or `None`.
+/// The direct depthwise input gradient, or `None`: dX is a correlation of dY with the flipped
+/// taps, dY read as upsampled by the stride with zeros in the stride holes (so a strided layer
+/// does R·S multiply-adds per dX element, stride² times the useful ones, but in one direct
+/// pass instead of a GEMM per stride phase with one output channel per group; PERFORMANCE.md,
+/// [#gpu-depthwise]).
 pub(crate) fn input_grad(planner: &Planner, problem: &ConvProblem) -> Result<Option<OpPlan>> {
-    if problem.params.stride != [1, 1] {
-        return Ok(None);
-    }
-    let Some(spec) = window(planner, problem, [problem.h, problem.w], [1, 1]) else {
+    let Some(mut spec) = window(planner, problem, [problem.h, problem.w], [1, 1]) else {
         return Ok(None);
     };
+    let [sh, sw] = problem.params.stride;
+    spec.upsample = [u("stride", sh)?, u("stride", sw)?];
     let [pad_top, pad_left, _, _] = problem.params.padding;
     let [dh, dw] = problem.params.dilation;
     let reach = |pad: usize, taps: usize, dil: usize| pad as i128 - ((taps - 1) * dil) as i128;

@@ -232,7 +232,7 @@ impl Planner {
 /// The kernel family an op runs, with its typed parameters: what the tests assert on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Path {
-    /// Direct depthwise kernel (forward, stride-1 input gradient).
+    /// Direct depthwise kernel (forward, input gradient).
     Depthwise(WindowSpec),
     /// Direct depthwise weight gradient with `splits` partial sums per channel, then reduced.
     DepthwiseWeightGrad {
