@@ -545,3 +545,39 @@ fn fused_plans_bind_the_epilogue_tensors_and_cover_y() {
         "only {passes_seen} problems took the epilogue's own pass"
     );
 }
+
+/// NaN and ±∞ in X reach the fused epilogue as PyTorch's activations pass them: every
+/// activation gives the reference's value, finite or not, at every output.
+#[test]
+fn non_finite_inputs_pass_through_the_epilogue_as_in_the_reference() {
+    use gpuconv::metrics::compare_nan_aware;
+    let ctx = gpu().expect("GPU context");
+    let mut rng = SplitMix64::new(0xe5);
+    let c = case(
+        "3x3",
+        [1, 3, 7, 6],
+        [4, 3, 3, 3],
+        ConvParams::default().padding(1, 1),
+    );
+    let pb = ConvProblem::new(&c.x, &c.w, c.params).unwrap();
+    for act in ACTIVATIONS {
+        for special in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut x = rng.tensor(pb.x_len());
+            x[rng.range(0, pb.x_len())] = special;
+            let w = rng.tensor(pb.w_len());
+            let b = rng.tensor(pb.k);
+            let addends = Addends {
+                bias: Some(&b),
+                residual: None,
+            };
+            let epi = Epilogue::new(act);
+            let (want, _) = reference::forward_fused(&pb, &x, &w, addends, &epi).unwrap();
+            assert!(want.iter().any(|v| !v.is_finite()) || act != Activation::Identity);
+            let (got, _) = ctx
+                .conv2d_forward_fused(&x, &c.x, &w, &c.w, addends, &epi, c.params, false)
+                .unwrap();
+            let e = compare_nan_aware(&got, &want);
+            assert!(e.within_tolerance(), "{act} with {special} in x: {e:?}");
+        }
+    }
+}
