@@ -18,6 +18,7 @@ use rayon::prelude::*;
 
 use crate::cpu::alloc::vec_with_capacity;
 use crate::error::{Error, Result, TensorRole};
+use crate::problem::check_data_len;
 
 /// The activation of a fused forward epilogue.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -372,18 +373,6 @@ pub struct Addends<'a> {
     pub residual: Option<&'a [f32]>,
 }
 
-fn check_len(role: TensorRole, got: usize, expected: usize, shape: &[usize]) -> Result<()> {
-    if got != expected {
-        return Err(Error::LengthMismatch {
-            role,
-            got,
-            expected: expected as u128,
-            shape: shape.to_vec(),
-        });
-    }
-    Ok(())
-}
-
 /// Applies `epilogue` in place to `y` (N, K, P, Q) holding conv(x, w) without bias: each element
 /// becomes act(α·y + b\[k\] + β·z), computed in f64. Writes the pre-activation into `pre` when
 /// given. Parallel over planes.
@@ -402,15 +391,15 @@ pub fn apply(
         limit: usize::MAX as u128,
     })?;
     let len = y.len();
-    check_len(TensorRole::Output, len, y_shape.iter().product(), &y_shape)?;
+    check_data_len(TensorRole::Output, &y_shape, len)?;
     if let Some(b) = addends.bias {
-        check_len(TensorRole::Bias, b.len(), k, &[k])?;
+        check_data_len(TensorRole::Bias, &[k], b.len())?;
     }
     if let Some(z) = addends.residual {
-        check_len(TensorRole::Residual, z.len(), len, &y_shape)?;
+        check_data_len(TensorRole::Residual, &y_shape, z.len())?;
     }
     if let Some(pre) = pre.as_deref() {
-        check_len(TensorRole::PreActivation, pre.len(), len, &y_shape)?;
+        check_data_len(TensorRole::PreActivation, &y_shape, pre.len())?;
     }
     if len == 0 {
         return Ok(());
@@ -460,12 +449,7 @@ pub fn gradient(
             reason: format!("gradient scale {scale} is not finite"),
         });
     }
-    check_len(
-        TensorRole::PreActivation,
-        saved.len(),
-        dy.len(),
-        &[dy.len()],
-    )?;
+    check_data_len(TensorRole::PreActivation, &[dy.len()], saved.len())?;
     let mut out = vec_with_capacity(dy.len(), "epilogue gradient")?;
     out.resize(dy.len(), 0f32);
     let scale = f64::from(scale);

@@ -612,11 +612,13 @@ impl Layers {
                     let plans = [
                         (
                             "fused-forward",
-                            ctx.planner().plan_fused_forward(&pb, &fused)?,
+                            ctx.planner_for(Op::Forward, &pb)
+                                .plan_fused_forward(&pb, &fused)?,
                         ),
                         (
                             "unfused-forward",
-                            ctx.planner().plan_unfused_forward(&pb, &fused)?,
+                            ctx.planner_for(Op::Forward, &pb)
+                                .plan_unfused_forward(&pb, &fused)?,
                         ),
                     ];
                     let mut errs = Vec::new();
@@ -704,7 +706,7 @@ impl Layers {
                     let xt = ctx.upload(&x, &pb.y_shape())?;
                     let wt = ctx.upload(&w, &pb.w_shape())?;
                     let bt = ctx.upload(&b, &[pb.c])?;
-                    let plan = ctx.planner().plan(Op::InputGrad, &pb, false)?.to_string();
+                    let plan = ctx.plan(Op::InputGrad, &pb, false)?.to_string();
                     let (out, t) = time_runs(warm, || {
                         let mut rec = ctx.recorder();
                         let y = rec.input_grad(&xt, &wt, &pb.x_shape(), pb.params)?;

@@ -17,7 +17,7 @@ use crate::gpu::context::next_id;
 use crate::gpu::plan::{BufferRef, BufferSlice, Dispatch, FusedForward, OpPlan, Operand, Step};
 use crate::gpu::tensor::{GpuTensor, Readiness};
 use crate::gpu::GpuContext;
-use crate::problem::{check_output_grad_shape, ConvParams, ConvProblem, Op};
+use crate::problem::{check_output_grad_shape, element_count, ConvParams, ConvProblem, Op};
 
 /// Compute passes one recorder can time (two timestamps each).
 const MAX_TIMED_PASSES: u32 = 512;
@@ -226,7 +226,7 @@ impl<'c, 'e> Recorder<'c, 'e> {
             .planner_for(Op::Forward, &problem)
             .plan_fused_forward(&problem, &fused)?;
         let pre = if save_pre {
-            Some(self.new_output("pre-activation", problem.y_shape().to_vec())?)
+            Some(self.new_output(TensorRole::PreActivation, problem.y_shape().to_vec())?)
         } else {
             None
         };
@@ -307,16 +307,10 @@ impl<'c, 'e> Recorder<'c, 'e> {
     }
 
     /// A new buffer for a second output of an op, pending until this recorder is submitted.
-    fn new_output(&mut self, what: &'static str, shape: Vec<usize>) -> Result<GpuTensor> {
-        let len = shape.iter().try_fold(1usize, |acc, &d| {
-            acc.checked_mul(d).ok_or(Error::TooLarge {
-                what: what.into(),
-                value: acc as u128 * d as u128,
-                limit: usize::MAX as u128,
-            })
-        })?;
+    fn new_output(&mut self, role: TensorRole, shape: Vec<usize>) -> Result<GpuTensor> {
+        let len = element_count(role, &shape)?;
         let bytes = (len as u128) * 4;
-        let buffer = self.ctx.storage_buffer(what, bytes)?;
+        let buffer = self.ctx.storage_buffer(&role.to_string(), bytes)?;
         let readiness = Readiness::pending(self.id);
         self.outputs.push(readiness.clone());
         Ok(GpuTensor::new(self.ctx, buffer, shape, len, readiness))
