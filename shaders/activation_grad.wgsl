@@ -11,6 +11,7 @@
 override WG: u32 = 64u;
 
 alias Act = f32;
+alias ActBits = u32;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,

@@ -11,6 +11,7 @@
 @group(0) @binding(6) var<storage, read_write> pre: array<f32>;
 
 alias Act = f32;
+alias ActBits = u32;
 
 // The fused epilogue's run-time values (shared/epilogue.wgsl).
 fn epi_params() -> vec4<f32> {

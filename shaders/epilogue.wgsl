@@ -13,6 +13,7 @@
 override WG: u32 = 64u;
 
 alias Act = f32;
+alias ActBits = u32;
 
 fn epi_params() -> vec4<f32> {
     return vec4(ep.alpha, ep.beta, ep.act_a, ep.act_b);

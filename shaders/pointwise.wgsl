@@ -15,6 +15,7 @@
 @group(0) @binding(6) var<storage, read_write> pre: array<vec4<f32>>;
 
 alias Act = vec4<f32>;
+alias ActBits = vec4<u32>;
 
 // The fused epilogue's run-time values (shared/epilogue.wgsl).
 fn epi_params() -> vec4<f32> {

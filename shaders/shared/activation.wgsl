@@ -1,5 +1,5 @@
 // The epilogue's activations (src/epilogue.rs is their description) on `Act`, which the kernel
-// declares as f32 or vec4<f32> (the functions act per component). `ACT` is a generated constant
+// declares as f32 or vec4<f32> (the functions act per component), with `ActBits` its u32 twin. `ACT` is a generated constant
 // (Activation::code), so each pipeline compiles one activation; `a` and `b` are its run-time
 // parameters (LeakyReLU's slope; clamp's lo and hi). NaN passes through as in PyTorch where a
 // comparison decides.
@@ -8,6 +8,13 @@ const SQRT_2_OVER_PI: f32 = 0.7978845608;
 const GELU_TANH_CUBIC: f32 = 0.044715;
 const FRAC_1_SQRT_2: f32 = 0.7071067812;
 const FRAC_1_SQRT_2PI: f32 = 0.3989422804;
+
+// `r`, or v where v is NaN. The NaN test reads the bits: a backend may fold a select over float
+// comparisons into min/max, which drop NaN (Mesa's GL does), but not one over integers.
+fn keep_nan(v: Act, r: Act) -> Act {
+    let magnitude = bitcast<ActBits>(v) & ActBits(0x7fffffffu);
+    return select(r, v, magnitude > ActBits(0x7f800000u));
+}
 
 fn step_above(v: Act, t: f32) -> Act {
     return select(Act(0.0), Act(1.0), v > Act(t));
@@ -49,9 +56,9 @@ fn gelu_tanh_sigmoid(v: Act) -> Act {
 
 fn activate(v: Act, a: f32, b: f32) -> Act {
     switch ACT {
-        case 1u: { return select(v, Act(0.0), v < Act(0.0)); }
-        case 2u: { return select(a * v, v, v > Act(0.0)); }
-        case 3u: { return select(select(v, Act(b), v > Act(b)), Act(a), v < Act(a)); }
+        case 1u: { return keep_nan(v, select(v, Act(0.0), v < Act(0.0))); }
+        case 2u: { return keep_nan(v, select(a * v, v, v > Act(0.0))); }
+        case 3u: { return keep_nan(v, select(select(v, Act(b), v > Act(b)), Act(a), v < Act(a))); }
         case 4u: { return v * normal_cdf(v); }
         // ½v(1 + tanh u) = v·σ(2u): no cancellation for negative v.
         case 5u: { return v * gelu_tanh_sigmoid(v); }
