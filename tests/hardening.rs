@@ -209,6 +209,53 @@ fn nan_and_inf_agree_with_the_reference_everywhere() {
     }
 }
 
+/// Padding terms with a NaN or ±∞ operand, on every CPU kernel family: the forward's 0·w and
+/// the weight gradient's dY·0 are NaN in PyTorch's sums, so a kernel that skips the padding
+/// (the AVX-512 depthwise loads mask it off) must not run on such operands. Depthwise with a
+/// multiplier, strided, asymmetric padding, and dense for comparison.
+#[test]
+fn padding_terms_of_nonfinite_operands_on_every_cpu_kernel() {
+    use gpuconv::cpu::fast::CpuKernel;
+    let cases = [
+        // The random sweep's case that found the masked depthwise weight gradient.
+        ([1, 3, 11, 1], [21, 1, 1, 3], [1, 2], [0, 1, 2, 2], 3),
+        ([2, 4, 9, 10], [4, 1, 3, 3], [2, 2], [1, 2, 0, 1], 4),
+        ([1, 4, 7, 7], [8, 1, 3, 3], [1, 1], [1, 1, 1, 1], 4),
+        ([1, 3, 8, 9], [5, 3, 3, 3], [2, 1], [2, 1, 1, 0], 1),
+    ];
+    let mut rng = SplitMix64::new(0x9add);
+    for (xs, ws, stride, padding, groups) in cases {
+        let params = ConvParams {
+            stride,
+            padding,
+            dilation: [1, 1],
+            groups,
+        };
+        let pb = ConvProblem::new(&xs, &ws, params).unwrap();
+        for special in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let x = rng.tensor(pb.x_len());
+            let (mut w, mut dy) = (rng.tensor(pb.w_len()), rng.tensor(pb.y_len()));
+            // A corner output and a corner weight: both meet the padding.
+            w[0] = special;
+            dy[0] = special;
+            let want_y = reference::forward(&pb, &x, &w, None).unwrap();
+            let want_dw = reference::weight_grad(&pb, &dy, &x).unwrap();
+            assert!(want_y.iter().any(|v| v.is_nan()) && want_dw.iter().any(|v| v.is_nan()));
+            for kernel in [CpuKernel::Direct, CpuKernel::Portable] {
+                let y = fast::forward_with(kernel, &pb, &x, &w, None).unwrap();
+                let dw = fast::weight_grad_with(kernel, &pb, &dy, &x).unwrap();
+                for (what, got, want) in [("forward", &y, &want_y), ("dw", &dw, &want_dw)] {
+                    let e = compare_nan_aware(got, want);
+                    assert!(
+                        e.within_tolerance(),
+                        "{kernel:?} {what} x={xs:?} w={ws:?} {params:?} {special}: {e:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Compares one GPU op against the fast CPU path (itself checked against the reference on
 /// every problem class) on problems too large for the f64 reference to be quick.
 fn check_large(what: &str, got: &[f32], want: &[f32]) {

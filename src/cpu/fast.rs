@@ -336,9 +336,13 @@ pub fn forward_with(
         if !pb.is_depthwise() {
             return Ok(crate::cpu::direct::forward(cpu, pb, x, w, bias));
         }
-        let mut y = crate::cpu::direct_depthwise::forward(cpu, pb, x, w);
-        add_bias(pb, &mut y, bias);
-        return Ok(y);
+        // The direct depthwise loads mask the padding off, so they drop its 0·w terms, which
+        // are NaN for a NaN or ±∞ weight; the planar loops multiply a zero border.
+        if !has_nonfinite(w) {
+            let mut y = crate::cpu::direct_depthwise::forward(cpu, pb, x, w);
+            add_bias(pb, &mut y, bias);
+            return Ok(y);
+        }
     }
     let _ = kernel;
     let mut y = if pb.is_depthwise() {
@@ -482,7 +486,9 @@ pub fn weight_grad(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Result<Vec<f32>> 
 ///
 /// The direct kernels and the stride-1 depthwise loops compute with flat layouts whose scratch
 /// columns multiply a zero dY by X values no term of PyTorch's sum contains; with a NaN or ±∞
-/// in X those problems run the GEMM, whose columns hold exactly the terms.
+/// in X those problems run the GEMM, whose columns hold exactly the terms. The direct depthwise
+/// kernels skip the padding, so with a NaN or ±∞ in dY they run the GEMM too, whose zero
+/// padding columns give the dY·0 terms PyTorch's sum has.
 pub fn weight_grad_with(
     kernel: CpuKernel,
     pb: &ConvProblem,
@@ -499,7 +505,10 @@ pub fn weight_grad_with(
     )?;
     let direct = kernel == CpuKernel::Direct && Avx512::detect().is_some();
     let flat = direct || (pb.is_depthwise() && pb.params.stride == [1, 1]);
-    if flat && has_nonfinite(x) {
+    // The direct depthwise loads mask the padding off, so they drop its dY·0 terms, which are
+    // NaN for a NaN or ±∞ in dY.
+    let masked = direct && pb.is_depthwise();
+    if (flat && has_nonfinite(x)) || (masked && has_nonfinite(dy)) {
         return weight_grad_gemm(pb, dy, x);
     }
     #[cfg(target_arch = "x86_64")]
