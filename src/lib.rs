@@ -53,6 +53,7 @@ pub mod rng;
 #[cfg(feature = "cli")]
 pub mod suite;
 pub mod transposed;
+mod tune_cache;
 
 pub use epilogue::{Activation, Epilogue, Saved};
 pub use error::{Error, Result, TensorRole};

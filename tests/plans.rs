@@ -367,6 +367,26 @@ fn overrides_are_obeyed() {
             .unwrap_or_else(|| panic!("{op:?}: no block pass in {plan}"));
         assert_eq!(d.spec, block.into(), "{op:?}");
     }
+    // The column input gradient forced on for a 16-channel problem, off for a 2-channel one.
+    let columns = |on: bool| {
+        with(
+            TileProfile::SIMD_CPU,
+            Overrides {
+                column_input_grad: Some(on),
+                ..Default::default()
+            },
+        )
+    };
+    let few = ConvProblem::new(&[2, 2, 20, 20], &[16, 2, 3, 3], ConvParams::default()).unwrap();
+    let is_column = |planner: &Planner, pb: &ConvProblem| {
+        matches!(
+            planner.plan(Op::InputGrad, pb, false).unwrap().path,
+            Path::Column(_)
+        )
+    };
+    let default = with(TileProfile::SIMD_CPU, Overrides::default());
+    assert!(!is_column(&default, &pb) && is_column(&default, &few));
+    assert!(is_column(&columns(true), &pb) && !is_column(&columns(false), &few));
     // Malformed values are refused naming the variable.
     for (name, value) in [
         ("GPUCONV_TILE", "8,8"),

@@ -1,14 +1,17 @@
 //! The tuner: its candidates are distinct plans and each one is correct on its own; tuning
 //! picks the fastest, the context then runs it (bit for bit repeatable for the weight
 //! gradient); the cache file is human-readable, reloads into a new context, keeps other
-//! adapters' lines, names a malformed line, and is written without following a symlink.
+//! adapters' lines, names a malformed line, and is written without following a symlink. The
+//! CPU tuner's candidates each match the reference and its choices share the cache file.
 
 mod common;
 
 use std::time::Duration;
 
 use common::*;
+use gpuconv::cpu::fast::{self, CpuChoice};
 use gpuconv::cpu::reference;
+use gpuconv::cpu::tune::CpuTuner;
 use gpuconv::gpu::plan::Operand;
 use gpuconv::gpu::tune::{candidates, Choice};
 use gpuconv::gpu::{ContextOptions, TuneBudget};
@@ -227,5 +230,136 @@ fn the_cache_file_is_never_written_through_a_symlink() {
     std::fs::create_dir(&as_dir).unwrap();
     let e = context_with_cache(&as_dir).unwrap_err();
     assert!(matches!(e, Error::Io { .. }), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every CPU candidate (kernel family, images across threads or inside each GEMM, images side
+/// by side) against the reference, over the named problems and a random sweep; each one's
+/// weight gradient repeats bit for bit.
+#[test]
+fn every_cpu_candidate_matches_the_reference() {
+    let mut rng = SplitMix64::new(0xc9_0070);
+    let mut cases = named_cases();
+    cases.extend((0..24).map(|i| random_case(&mut rng, i)));
+    // Small planes and a batch: every knob has two settings here.
+    cases.push(case(
+        "batch of 8x8 planes",
+        [8, 6, 8, 8],
+        [10, 6, 3, 3],
+        ConvParams::default().padding(1, 1),
+    ));
+    let mut seen = std::collections::HashSet::new();
+    for case in &cases {
+        let pb = ConvProblem::new(&case.x, &case.w, case.params).unwrap();
+        let (x, w, dy) = (
+            rng.tensor(pb.x_len()),
+            rng.tensor(pb.w_len()),
+            rng.tensor(pb.y_len()),
+        );
+        for op in [Op::Forward, Op::InputGrad, Op::WeightGrad] {
+            let want = match op {
+                Op::Forward => reference::forward(&pb, &x, &w, None),
+                Op::InputGrad => reference::input_grad(&pb, &dy, &w),
+                _ => reference::weight_grad(&pb, &dy, &x),
+            }
+            .unwrap();
+            for c in CpuTuner::candidates(op, &pb) {
+                let run = || {
+                    match op {
+                        Op::Forward => fast::forward_choice(&c, &pb, &x, &w, None),
+                        Op::InputGrad => fast::input_grad_choice(&c, &pb, &dy, &w),
+                        _ => fast::weight_grad_choice(&c, &pb, &dy, &x),
+                    }
+                    .unwrap()
+                };
+                let got = run();
+                assert_close(&format!("CPU {op:?} {c} on {}", case.label), &got, &want);
+                if op == Op::WeightGrad {
+                    assert_eq!(got, run(), "CPU weight gradient {c} on {}", case.label);
+                }
+                seen.insert(c.to_string());
+            }
+        }
+    }
+    // The sweep reached the knobs, not only the heuristic.
+    if rayon::current_num_threads() > 1 {
+        for knob in [
+            "images=parallel",
+            "images=serial",
+            "batched=yes",
+            "batched=no",
+        ] {
+            assert!(seen.iter().any(|c| c.contains(knob)), "{knob}: {seen:?}");
+        }
+    }
+}
+
+/// CPU tuning picks its fastest candidate, the tuner then runs it, and the choice goes into the
+/// cache file beside the GPU's lines (kept), from which a new tuner starts.
+#[test]
+fn cpu_tuning_shares_the_cache_file() {
+    let dir = temp_dir("cpu-cache");
+    let path = dir.join("tune.tsv");
+    let foreign = "Some Other GPU | driver 1 | gpuconv 0.0.1\tforward\t1,1,4,4/1,1,3,3/1,1/0,0,0,0/1,1/1\ttile=4,8,64\t0.5";
+    std::fs::write(&path, format!("{foreign}\n")).unwrap();
+    let tuner = CpuTuner::new(Some(&path)).unwrap();
+    let pb = ConvProblem::new(
+        &[8, 16, 8, 8],
+        &[24, 16, 3, 3],
+        ConvParams::default().padding(1, 1),
+    )
+    .unwrap();
+    let budget = TuneBudget {
+        total: Duration::from_secs(20),
+        runs: 3,
+        min_time: Duration::from_millis(5),
+    };
+    let t = tuner.tune(Op::WeightGrad, &pb, budget).unwrap();
+    let best = t
+        .candidates
+        .iter()
+        .filter_map(|c| c.ms.map(|ms| (c.choice, ms)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap();
+    assert_eq!(t.pick, best.0);
+    assert_eq!(
+        t.candidates[0].choice,
+        CpuChoice::HEURISTIC.resolve(Op::WeightGrad, &pb)
+    );
+    assert!(t.speedup().unwrap() >= 1.0);
+    assert_eq!(tuner.choice(Op::WeightGrad, &pb), t.pick);
+    assert_eq!(tuner.choice(Op::Forward, &pb), CpuChoice::HEURISTIC);
+    let mut rng = SplitMix64::new(0x7c);
+    let (x, dy) = (rng.tensor(pb.x_len()), rng.tensor(pb.y_len()));
+    assert_close(
+        "tuned CPU weight gradient",
+        &tuner.weight_grad(&pb, &dy, &x).unwrap(),
+        &reference::weight_grad(&pb, &dy, &x).unwrap(),
+    );
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(foreign), "{text}");
+    let mine = text
+        .lines()
+        .find(|l| l.starts_with(&CpuTuner::key()))
+        .unwrap_or_else(|| panic!("no line for {}: {text}", CpuTuner::key()));
+    assert!(
+        mine.contains("\tweight-grad\t") && mine.contains(&t.pick.to_string()),
+        "{mine}"
+    );
+    let again = CpuTuner::new(Some(&path)).unwrap();
+    assert_eq!(again.choice(Op::WeightGrad, &pb), t.pick);
+
+    // A malformed CPU line is an error naming the file and line.
+    std::fs::write(
+        &path,
+        format!(
+            "{}\tforward\t1,1,4,4/1,1,3,3/1,1/0,0,0,0/1,1/1\tkernel=fast\t1.0\n",
+            CpuTuner::key()
+        ),
+    )
+    .unwrap();
+    let e = CpuTuner::new(Some(&path)).unwrap_err();
+    assert!(matches!(e, Error::InvalidSetting { .. }), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }

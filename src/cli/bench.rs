@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use gpuconv::cpu::{fast, reference};
+use gpuconv::cpu::fast::{self, CpuChoice};
+use gpuconv::cpu::reference;
+use gpuconv::cpu::tune::CpuTuner;
 use gpuconv::epilogue::Addends;
 use gpuconv::gpu::plan::{FusedForward, Operand};
 use gpuconv::gpu::{TuneBudget, Tuning};
@@ -80,12 +82,14 @@ pub struct BenchArgs {
     /// Time only the --epilogue and --transposed layers, not the ops.
     #[arg(long)]
     layers_only: bool,
-    /// Tune each (shape, op) on the GPU first: time every candidate plan, print the
-    /// candidates, their times and the pick, then time the pick.
+    /// Tune each (shape, op) on each benched device first: time every candidate (GPU plans;
+    /// CPU kernel families and how they spread images), print the candidates, their times and
+    /// the pick, then time the pick.
     #[arg(long)]
     tune: bool,
-    /// Tuning cache file: this adapter's choices in it are used (without --tune: no timing of
-    /// candidates), and --tune writes its choices there. Human-readable, one line per choice.
+    /// Tuning cache file: this adapter's and this CPU's choices in it are used (without --tune:
+    /// no timing of candidates), and --tune writes its choices there. Human-readable, one line
+    /// per choice.
     #[arg(long, value_name = "FILE")]
     tune_cache: Option<PathBuf>,
     /// Most time tuning one (shape, op) spends timing candidates.
@@ -186,11 +190,11 @@ fn reference_result(op: Op, pb: &ConvProblem, i: &Inputs) -> Result<Vec<f32>> {
     }
 }
 
-fn cpu_result(op: Op, pb: &ConvProblem, i: &Inputs) -> Result<Vec<f32>> {
+fn cpu_result(cpu: &CpuTuner, op: Op, pb: &ConvProblem, i: &Inputs) -> Result<Vec<f32>> {
     match op {
-        Op::Forward => fast::forward(pb, &i.x, &i.w, None),
-        Op::InputGrad => fast::input_grad(pb, &i.dy, &i.w),
-        Op::WeightGrad => fast::weight_grad(pb, &i.dy, &i.x),
+        Op::Forward => cpu.forward(pb, &i.x, &i.w, None),
+        Op::InputGrad => cpu.input_grad(pb, &i.dy, &i.w),
+        Op::WeightGrad => cpu.weight_grad(pb, &i.dy, &i.x),
         Op::BiasGrad => fast::bias_grad(&pb.y_shape(), &i.dy),
     }
 }
@@ -286,6 +290,7 @@ pub fn bench(args: &BenchArgs) -> CliResult<()> {
     }
     let ops: &[Op] = if args.layers_only { &[] } else { &args.ops };
     let want_cpu = args.devices.contains(&BenchDevice::Cpu);
+    let cpu_tuner = CpuTuner::new(args.tune_cache.as_deref())?;
     let ctx: Option<GpuContext> = if args.devices.contains(&BenchDevice::Gpu) {
         Some(gpu_context_with(args.tune_cache.clone())?)
     } else {
@@ -334,6 +339,7 @@ pub fn bench(args: &BenchArgs) -> CliResult<()> {
     };
     let mut records: Vec<Record> = Vec::new();
     let mut tuned: Vec<(Op, Tuning)> = Vec::new();
+    let mut cpu_tuned: Vec<(Op, Tuning<CpuChoice>)> = Vec::new();
     let mut failures = 0usize;
     let total = shapes.len() * ops.len();
     let mut done = 0usize;
@@ -377,10 +383,20 @@ pub fn bench(args: &BenchArgs) -> CliResult<()> {
             };
             let mut cpu = None;
             if want_cpu {
-                let (got, t) = time_runs(runs, || cpu_result(op, &pb, &inputs))?;
+                if args.tune && op != Op::BiasGrad {
+                    let budget = TuneBudget {
+                        total: Duration::from_millis(args.tune_budget_ms),
+                        ..Default::default()
+                    };
+                    let tuning = cpu_tuner.tune(op, &pb, budget)?;
+                    print_tuning(&shape.name, "cpu", op, &tuning);
+                    cpu_tuned.push((op, tuning));
+                }
+                let (got, t) = time_runs(runs, || cpu_result(&cpu_tuner, op, &pb, &inputs))?;
                 let err = compare(&got, &want);
                 failures += !err.within_tolerance() as usize;
-                push("cpu", &t, &err, fast::describe(&pb, op).into());
+                let choice = cpu_tuner.choice(op, &pb);
+                push("cpu", &t, &err, choice.describe(op, &pb));
                 cpu = Some((t, err));
             }
             let mut gpu = None;
@@ -391,7 +407,7 @@ pub fn bench(args: &BenchArgs) -> CliResult<()> {
                         ..Default::default()
                     };
                     let tuning = ctx.tune(op, &pb, budget)?;
-                    print_tuning(&shape.name, op, &tuning);
+                    print_tuning(&shape.name, "gpu", op, &tuning);
                     tuned.push((op, tuning));
                 }
                 let plan = ctx.plan(op, &pb, false)?.to_string();
@@ -452,7 +468,9 @@ pub fn bench(args: &BenchArgs) -> CliResult<()> {
                     .map(|(_, e, ..)| fmt_err(e))
                     .unwrap_or("-".into()),
                 [
-                    want_cpu.then(|| format!("cpu: {}", fast::describe(&pb, op))),
+                    want_cpu.then(|| {
+                        format!("cpu: {}", cpu_tuner.choice(op, &pb).describe(op, &pb))
+                    }),
                     gpu.as_ref().map(|(.., p)| format!("gpu: {p}")),
                 ]
                 .into_iter()
@@ -473,8 +491,11 @@ pub fn bench(args: &BenchArgs) -> CliResult<()> {
         failures += layers.bench(&shapes, ctx.as_ref(), &mut records)?;
     }
     print_geomeans(&records, ops);
+    if !cpu_tuned.is_empty() {
+        print_tuning_summary("cpu", &cpu_tuned, ops);
+    }
     if !tuned.is_empty() {
-        print_tuning_summary(&tuned, ops);
+        print_tuning_summary("gpu", &tuned, ops);
     }
     if let Some(path) = &args.json {
         output::write_file(path, |w| {
@@ -586,7 +607,7 @@ impl Layers {
                         flops,
                         &t,
                         &err,
-                        fast::describe(&pb, Op::Forward).into(),
+                        fast::describe(&pb, Op::Forward),
                     );
                     err_cpu = Some(fmt_err(&err));
                     cpu = Some(t);
@@ -694,7 +715,7 @@ impl Layers {
                         flops,
                         &t,
                         &err,
-                        fast::describe(&pb, Op::InputGrad).into(),
+                        fast::describe(&pb, Op::InputGrad),
                     );
                     err_cpu = Some(fmt_err(&err));
                     cpu = Some(t);
@@ -791,11 +812,16 @@ fn dual(pb: &ConvProblem) -> Result<TransposedProblem> {
     )
 }
 
-/// One (shape, op)'s tuning: each candidate's time and plan, and the pick.
-fn print_tuning(shape: &str, op: Op, t: &Tuning) {
+/// One (shape, op)'s tuning on `device`: each candidate's time and plan, and the pick.
+fn print_tuning<C: PartialEq + std::fmt::Display>(
+    shape: &str,
+    device: &str,
+    op: Op,
+    t: &Tuning<C>,
+) {
     let clock = if t.device_time { "device" } else { "wall" };
     println!(
-        "tune {shape} {}: {} candidates in {:.1} s ({clock} ms)",
+        "tune {device} {shape} {}: {} candidates in {:.1} s ({clock} ms)",
         op.name(),
         t.candidates.len(),
         t.took.as_secs_f64()
@@ -812,7 +838,7 @@ fn print_tuning(shape: &str, op: Op, t: &Tuning) {
 }
 
 /// Tuning time and the geomean speed-up of the picks over the heuristic, per op.
-fn print_tuning_summary(tuned: &[(Op, Tuning)], ops: &[Op]) {
+fn print_tuning_summary<C: PartialEq>(device: &str, tuned: &[(Op, Tuning<C>)], ops: &[Op]) {
     let total: f64 = tuned.iter().map(|(_, t)| t.took.as_secs_f64()).sum();
     let parts: Vec<String> = ops
         .iter()
@@ -833,7 +859,7 @@ fn print_tuning_summary(tuned: &[(Op, Tuning)], ops: &[Op]) {
         })
         .collect();
     println!(
-        "tuning: {total:.1} s in all; geomean speed-up of the picks over the heuristic (tuning's own timing) {}",
+        "tuning {device}: {total:.1} s in all; geomean speed-up of the picks over the heuristic (tuning's own timing) {}",
         parts.join(", ")
     );
 }

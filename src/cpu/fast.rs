@@ -23,7 +23,7 @@ use crate::problem::{has_nonfinite, ConvProblem, Op};
 pub use crate::cpu::reference::bias_grad;
 
 /// Which family of CPU kernels runs a call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CpuKernel {
     /// The direct AVX-512 kernels where they cover the problem: dense forward, weight gradient
     /// and stride-1 input gradient on stride-phase planes with no column matrix
@@ -51,16 +51,169 @@ impl CpuKernel {
 }
 
 /// Which CPU kernel runs `op` of `pb` by default, for reports.
-pub fn describe(pb: &ConvProblem, op: Op) -> &'static str {
-    let direct = CpuKernel::for_problem(pb, op) == CpuKernel::Direct;
-    match op {
-        Op::BiasGrad => "channel sums",
-        _ if pb.is_depthwise() && direct => "direct depthwise AVX-512",
-        _ if pb.is_depthwise() => "direct depthwise planes",
-        _ if pb.is_pointwise() => "gemm on X (1x1)",
-        _ if direct => "direct AVX-512",
-        _ => "im2col + gemm",
+pub fn describe(pb: &ConvProblem, op: Op) -> String {
+    CpuChoice::HEURISTIC.describe(op, pb)
+}
+
+/// The knobs of one way to run an op on the CPU, besides the heuristics: the kernel family, and
+/// for the portable GEMM paths whether images run across threads (each with a one-thread GEMM)
+/// or one after another with every thread in each GEMM, and whether the weight gradient puts
+/// images side by side in one GEMM. `None` leaves the heuristic. What the CPU tuner chooses
+/// among ([`crate::cpu::tune`]); every choice computes the same terms, so it changes speed
+/// only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct CpuChoice {
+    /// Direct (AVX-512) or portable kernels.
+    pub kernel: Option<CpuKernel>,
+    /// Portable GEMM paths: images across threads, or threads inside each image's GEMM.
+    pub images_in_parallel: Option<bool>,
+    /// Portable weight gradient: images side by side in one GEMM (small planes), or one GEMM
+    /// per image.
+    pub side_by_side: Option<bool>,
+}
+
+impl CpuChoice {
+    /// Every knob left to the heuristics.
+    pub const HEURISTIC: CpuChoice = CpuChoice {
+        kernel: None,
+        images_in_parallel: None,
+        side_by_side: None,
+    };
+
+    /// What runs `op` of `pb` under this choice, with every knob that matters set and the
+    /// others `None`: two choices that resolve alike run the same code.
+    pub fn resolve(&self, op: Op, pb: &ConvProblem) -> CpuChoice {
+        if op == Op::BiasGrad {
+            return CpuChoice::HEURISTIC;
+        }
+        let mut kernel = self
+            .kernel
+            .unwrap_or_else(|| CpuKernel::for_problem(pb, op));
+        let direct_covers = pb.is_depthwise()
+            || match op {
+                Op::InputGrad => direct_input_grad_covers(pb),
+                _ => true,
+            };
+        if Avx512::detect().is_none() || !direct_covers {
+            kernel = CpuKernel::Portable;
+        }
+        if kernel == CpuKernel::Direct || pb.is_depthwise() {
+            return CpuChoice {
+                kernel: Some(kernel),
+                ..CpuChoice::HEURISTIC
+            };
+        }
+        let side_by_side = (op == Op::WeightGrad && !pb.is_pointwise())
+            .then(|| self.side_by_side.unwrap_or(pb.p * pb.q < SMALL_PLANE));
+        let can_split = rayon::current_num_threads() > 1 && pb.n > 1;
+        let images_in_parallel = (can_split && side_by_side != Some(true))
+            .then(|| self.images_in_parallel.unwrap_or(images_in_parallel(pb)));
+        CpuChoice {
+            kernel: Some(kernel),
+            images_in_parallel,
+            side_by_side,
+        }
     }
+
+    /// What runs `op` of `pb` under this choice, for reports: the kernel family, and for the
+    /// portable GEMM paths how the images are spread.
+    pub fn describe(&self, op: Op, pb: &ConvProblem) -> String {
+        let r = self.resolve(op, pb);
+        let direct = r.kernel == Some(CpuKernel::Direct);
+        let family = match op {
+            Op::BiasGrad => "channel sums",
+            _ if pb.is_depthwise() && direct => "direct depthwise AVX-512",
+            _ if pb.is_depthwise() => "direct depthwise planes",
+            _ if direct => "direct AVX-512",
+            _ if pb.is_pointwise() => "gemm on X (1x1)",
+            _ => "im2col + gemm",
+        };
+        let spread = match (r.side_by_side, r.images_in_parallel) {
+            (Some(true), _) => ", images side by side",
+            (_, Some(true)) => ", images in parallel",
+            (_, Some(false)) => ", threads in each gemm",
+            _ => "",
+        };
+        format!("{family}{spread}")
+    }
+
+    fn parallel(&self, pb: &ConvProblem) -> bool {
+        self.images_in_parallel
+            .unwrap_or_else(|| images_in_parallel(pb))
+    }
+}
+
+impl std::fmt::Display for CpuChoice {
+    /// `heuristic`, or the set knobs: `kernel=direct|portable images=parallel|serial
+    /// batched=yes|no`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(k) = self.kernel {
+            parts.push(match k {
+                CpuKernel::Direct => "kernel=direct",
+                CpuKernel::Portable => "kernel=portable",
+            });
+        }
+        if let Some(p) = self.images_in_parallel {
+            parts.push(if p {
+                "images=parallel"
+            } else {
+                "images=serial"
+            });
+        }
+        if let Some(b) = self.side_by_side {
+            parts.push(if b { "batched=yes" } else { "batched=no" });
+        }
+        if parts.is_empty() {
+            return f.write_str("heuristic");
+        }
+        f.write_str(&parts.join(" "))
+    }
+}
+
+impl std::str::FromStr for CpuChoice {
+    type Err = crate::error::Error;
+
+    /// The [`Display`](std::fmt::Display) form.
+    fn from_str(text: &str) -> Result<Self> {
+        let bad = || crate::error::Error::InvalidSetting {
+            name: "CPU tuning choice",
+            value: text.to_string(),
+            expected:
+                "heuristic, or kernel=direct|portable / images=parallel|serial / batched=yes|no",
+        };
+        let mut c = CpuChoice::HEURISTIC;
+        if text.trim() == "heuristic" {
+            return Ok(c);
+        }
+        for part in text.split_whitespace() {
+            match part.split_once('=') {
+                Some(("kernel", "direct")) => c.kernel = Some(CpuKernel::Direct),
+                Some(("kernel", "portable")) => c.kernel = Some(CpuKernel::Portable),
+                Some(("images", "parallel")) => c.images_in_parallel = Some(true),
+                Some(("images", "serial")) => c.images_in_parallel = Some(false),
+                Some(("batched", "yes")) => c.side_by_side = Some(true),
+                Some(("batched", "no")) => c.side_by_side = Some(false),
+                _ => return Err(bad()),
+            }
+        }
+        if c == CpuChoice::HEURISTIC {
+            return Err(bad());
+        }
+        Ok(c)
+    }
+}
+
+/// Whether the direct kernels cover the dense input gradient of `pb` (stride 1, padding within
+/// the kernel's reach).
+fn direct_input_grad_covers(pb: &ConvProblem) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return crate::cpu::direct::input_grad_as_forward(pb).is_some();
+    #[cfg(not(target_arch = "x86_64"))]
+    return {
+        let _ = pb;
+        false
+    };
 }
 
 fn direct_suits(pb: &ConvProblem, op: Op) -> bool {
@@ -183,16 +336,17 @@ fn for_each_chunk(
 }
 
 /// Runs `per_image(n, out_n, scratch, threads)` for every image n on its `out_len`-long slice
-/// of `out`: images across threads when [`images_in_parallel`], else one after another with
-/// every thread inside each. `scratch_len` sizes a per-thread column buffer.
+/// of `out`: images across threads when `parallel` (by default [`images_in_parallel`]), else
+/// one after another with every thread inside each. `scratch_len` sizes a per-thread column
+/// buffer.
 fn for_each_image(
-    pb: &ConvProblem,
+    parallel: bool,
     out: &mut [f32],
     out_len: usize,
     scratch_len: usize,
     per_image: impl Fn(usize, &mut [f32], &mut [f32], Threads) + Send + Sync,
 ) {
-    if images_in_parallel(pb) {
+    if parallel {
         out.par_chunks_mut(out_len).enumerate().for_each_init(
             || Scratch::uninit(scratch_len),
             |col, (n, out_n)| per_image(n, out_n, col, Threads::One),
@@ -324,6 +478,24 @@ pub fn forward_with(
     w: &[f32],
     bias: Option<&[f32]>,
 ) -> Result<Vec<f32>> {
+    let choice = CpuChoice {
+        kernel: Some(kernel),
+        ..CpuChoice::HEURISTIC
+    };
+    forward_choice(&choice, pb, x, w, bias)
+}
+
+/// [`forward`] as `choice` says (the CPU tuner's candidates).
+pub fn forward_choice(
+    choice: &CpuChoice,
+    pb: &ConvProblem,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+) -> Result<Vec<f32>> {
+    let kernel = choice
+        .kernel
+        .unwrap_or_else(|| CpuKernel::for_problem(pb, Op::Forward));
     pb.check_len(TensorRole::Input, x.len())?;
     pb.check_len(TensorRole::Weight, w.len())?;
     if let Some(b) = bias {
@@ -352,19 +524,26 @@ pub fn forward_with(
         let crs = cg * pb.r * pb.s;
         let mut y = filled(pb.y_len(), 0f32, "output y")?;
         let col_len = if pb.is_pointwise() { 0 } else { crs * pq };
-        for_each_image(pb, &mut y, pb.k * pq, col_len, |n, y_n, col, threads| {
-            for g in 0..pb.params.groups {
-                let w_g = Mat::row_major(&w[g * kg * crs..][..kg * crs], kg, crs);
-                let y_ng = &mut y_n[g * kg * pq..][..kg * pq];
-                let cols = if pb.is_pointwise() {
-                    Mat::row_major(&x[pb.x_index(n, g * cg, 0, 0)..][..cg * pq], cg, pq)
-                } else {
-                    im2col(pb, x, n, g, col, threads);
-                    Mat::row_major(col, crs, pq)
-                };
-                sgemm(y_ng, w_g, cols, false, threads);
-            }
-        });
+        let parallel = choice.parallel(pb);
+        for_each_image(
+            parallel,
+            &mut y,
+            pb.k * pq,
+            col_len,
+            |n, y_n, col, threads| {
+                for g in 0..pb.params.groups {
+                    let w_g = Mat::row_major(&w[g * kg * crs..][..kg * crs], kg, crs);
+                    let y_ng = &mut y_n[g * kg * pq..][..kg * pq];
+                    let cols = if pb.is_pointwise() {
+                        Mat::row_major(&x[pb.x_index(n, g * cg, 0, 0)..][..cg * pq], cg, pq)
+                    } else {
+                        im2col(pb, x, n, g, col, threads);
+                        Mat::row_major(col, crs, pq)
+                    };
+                    sgemm(y_ng, w_g, cols, false, threads);
+                }
+            },
+        );
         y
     };
     add_bias(pb, &mut y, bias);
@@ -402,6 +581,23 @@ pub fn input_grad_with(
     dy: &[f32],
     w: &[f32],
 ) -> Result<Vec<f32>> {
+    let choice = CpuChoice {
+        kernel: Some(kernel),
+        ..CpuChoice::HEURISTIC
+    };
+    input_grad_choice(&choice, pb, dy, w)
+}
+
+/// [`input_grad`] as `choice` says (the CPU tuner's candidates).
+pub fn input_grad_choice(
+    choice: &CpuChoice,
+    pb: &ConvProblem,
+    dy: &[f32],
+    w: &[f32],
+) -> Result<Vec<f32>> {
+    let kernel = choice
+        .kernel
+        .unwrap_or_else(|| CpuKernel::for_problem(pb, Op::InputGrad));
     pb.check_len(TensorRole::OutputGrad, dy.len())?;
     pb.check_len(TensorRole::Weight, w.len())?;
     ensure_available(
@@ -409,7 +605,7 @@ pub fn input_grad_with(
         "input gradient dx and its working memory",
     )?;
     if has_nonfinite(w) {
-        return input_grad_gemm(pb, dy, w);
+        return input_grad_gemm(choice, pb, dy, w);
     }
     #[cfg(target_arch = "x86_64")]
     if let (CpuKernel::Direct, Some(cpu)) = (kernel, Avx512::detect()) {
@@ -424,28 +620,40 @@ pub fn input_grad_with(
     if pb.is_depthwise() {
         return Ok(depthwise_input_grad(pb, dy, w));
     }
-    input_grad_gemm(pb, dy, w)
+    input_grad_gemm(choice, pb, dy, w)
 }
 
 /// The input gradient as Wᵀ·dY per (image, group), then col2im: exactly the terms that exist.
-fn input_grad_gemm(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
+fn input_grad_gemm(
+    choice: &CpuChoice,
+    pb: &ConvProblem,
+    dy: &[f32],
+    w: &[f32],
+) -> Result<Vec<f32>> {
     let (cg, kg, pq) = (pb.c_per_group(), pb.k_per_group(), pb.p * pb.q);
     let (crs, hw) = (cg * pb.r * pb.s, pb.h * pb.w);
     let mut dx = filled(pb.x_len(), 0f32, "input gradient dx")?;
     let col_len = if pb.is_pointwise() { 0 } else { crs * pq };
-    for_each_image(pb, &mut dx, pb.c * hw, col_len, |n, dx_n, col, threads| {
-        for g in 0..pb.params.groups {
-            let w_g = Mat::row_major(&w[g * kg * crs..][..kg * crs], kg, crs);
-            let dy_ng = Mat::row_major(&dy[pb.y_index(n, g * kg, 0, 0)..][..kg * pq], kg, pq);
-            let dx_ng = &mut dx_n[g * cg * hw..][..cg * hw];
-            if pb.is_pointwise() {
-                sgemm(dx_ng, w_g.t(), dy_ng, false, threads);
-            } else {
-                sgemm(col, w_g.t(), dy_ng, false, threads);
-                col2im(pb, col, dx_ng, threads);
+    let parallel = choice.parallel(pb);
+    for_each_image(
+        parallel,
+        &mut dx,
+        pb.c * hw,
+        col_len,
+        |n, dx_n, col, threads| {
+            for g in 0..pb.params.groups {
+                let w_g = Mat::row_major(&w[g * kg * crs..][..kg * crs], kg, crs);
+                let dy_ng = Mat::row_major(&dy[pb.y_index(n, g * kg, 0, 0)..][..kg * pq], kg, pq);
+                let dx_ng = &mut dx_n[g * cg * hw..][..cg * hw];
+                if pb.is_pointwise() {
+                    sgemm(dx_ng, w_g.t(), dy_ng, false, threads);
+                } else {
+                    sgemm(col, w_g.t(), dy_ng, false, threads);
+                    col2im(pb, col, dx_ng, threads);
+                }
             }
-        }
-    });
+        },
+    );
     Ok(dx)
 }
 
@@ -495,6 +703,23 @@ pub fn weight_grad_with(
     dy: &[f32],
     x: &[f32],
 ) -> Result<Vec<f32>> {
+    let choice = CpuChoice {
+        kernel: Some(kernel),
+        ..CpuChoice::HEURISTIC
+    };
+    weight_grad_choice(&choice, pb, dy, x)
+}
+
+/// [`weight_grad`] as `choice` says (the CPU tuner's candidates).
+pub fn weight_grad_choice(
+    choice: &CpuChoice,
+    pb: &ConvProblem,
+    dy: &[f32],
+    x: &[f32],
+) -> Result<Vec<f32>> {
+    let kernel = choice
+        .kernel
+        .unwrap_or_else(|| CpuKernel::for_problem(pb, Op::WeightGrad));
     pb.check_len(TensorRole::OutputGrad, dy.len())?;
     pb.check_len(TensorRole::Input, x.len())?;
     let [top, left, bottom, right] = pb.params.padding;
@@ -509,7 +734,7 @@ pub fn weight_grad_with(
     // NaN for a NaN or ±∞ in dY.
     let masked = direct && pb.is_depthwise();
     if (flat && has_nonfinite(x)) || (masked && has_nonfinite(dy)) {
-        return weight_grad_gemm(pb, dy, x);
+        return weight_grad_gemm(choice, pb, dy, x);
     }
     #[cfg(target_arch = "x86_64")]
     if let (CpuKernel::Direct, Some(cpu)) = (kernel, Avx512::detect()) {
@@ -522,12 +747,18 @@ pub fn weight_grad_with(
     if pb.is_depthwise() {
         return Ok(depthwise_weight_grad(pb, dy, x));
     }
-    weight_grad_gemm(pb, dy, x)
+    weight_grad_gemm(choice, pb, dy, x)
 }
 
 /// The weight gradient as Σ dY·col(X)ᵀ: exactly the terms, padding zeros included.
-fn weight_grad_gemm(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Result<Vec<f32>> {
-    if pb.p * pb.q < SMALL_PLANE && !pb.is_pointwise() {
+fn weight_grad_gemm(
+    choice: &CpuChoice,
+    pb: &ConvProblem,
+    dy: &[f32],
+    x: &[f32],
+) -> Result<Vec<f32>> {
+    let side_by_side = choice.side_by_side.unwrap_or(pb.p * pb.q < SMALL_PLANE);
+    if side_by_side && !pb.is_pointwise() {
         return Ok(weight_grad_batched(pb, dy, x));
     }
     let (cg, kg, pq) = (pb.c_per_group(), pb.k_per_group(), pb.p * pb.q);
@@ -559,7 +790,7 @@ fn weight_grad_gemm(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Result<Vec<f32>>
     let ranges: Vec<_> = (0..runs)
         .map(|i| i * pb.n / runs..(i + 1) * pb.n / runs)
         .collect();
-    let partials: Vec<Vec<f32>> = if images_in_parallel(pb) {
+    let partials: Vec<Vec<f32>> = if choice.parallel(pb) {
         ranges
             .into_par_iter()
             .map(|range| partial(range, Threads::One))

@@ -13,5 +13,6 @@ pub mod isa;
 mod output;
 pub mod reference;
 mod scratch;
+pub mod tune;
 
 pub use scratch::release as release_scratch;

@@ -18,6 +18,10 @@ pub struct Overrides {
     pub block: Option<BlockOverride>,
     /// Which dense passes run on the block core where the profile has one.
     pub block_passes: Option<BlockPasses>,
+    /// The input gradient as a column GEMM + col2im (Wᵀ·dY per image, then summed into dX):
+    /// `Some(true)` for every dense problem whose columns fit, `Some(false)` never, `None` for
+    /// few-channel groups only (the heuristic, PERFORMANCE.md, [#column-input-grad]).
+    pub column_input_grad: Option<bool>,
     /// The checks wgpu injects into the shaders.
     pub shader_checks: ShaderChecks,
 }

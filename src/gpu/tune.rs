@@ -13,10 +13,7 @@
 //! human-readable line per choice, keyed by adapter name, driver and crate version, so a cache
 //! written on another machine or by another version is ignored.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::io::Write;
-use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -27,6 +24,7 @@ use crate::gpu::plan::{OpPlan, Operand, Planner};
 use crate::gpu::GpuContext;
 use crate::problem::{ConvProblem, Op};
 use crate::rng::SplitMix64;
+use crate::tune_cache::{self, Choices};
 
 /// The knobs of one candidate plan; `None` leaves the planner's heuristic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -37,6 +35,8 @@ pub struct Choice {
     pub block: Option<BlockOverride>,
     /// The weight gradient's split-K count.
     pub splits: Option<usize>,
+    /// The input gradient as a column GEMM + col2im (on) or the implicit GEMM (off).
+    pub columns: Option<bool>,
 }
 
 impl Choice {
@@ -45,6 +45,7 @@ impl Choice {
         tile: None,
         block: None,
         splits: None,
+        columns: None,
     };
 
     /// `base` with this choice's tile and block core forced.
@@ -55,6 +56,9 @@ impl Choice {
         }
         if self.block.is_some() {
             p.overrides.block = self.block;
+        }
+        if self.columns.is_some() {
+            p.overrides.column_input_grad = self.columns;
         }
         p
     }
@@ -76,7 +80,8 @@ impl Choice {
 }
 
 impl fmt::Display for Choice {
-    /// `heuristic`, or the forced knobs: `tile=L,U,N block=off|bm,bn,bk,tm,tn splits=S`.
+    /// `heuristic`, or the forced knobs: `tile=L,U,N block=off|bm,bn,bk,tm,tn splits=S
+    /// columns=on|off`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if *self == Choice::HEURISTIC {
             return f.write_str("heuristic");
@@ -99,6 +104,9 @@ impl fmt::Display for Choice {
         if let Some(s) = self.splits {
             parts.push(format!("splits={s}"));
         }
+        if let Some(c) = self.columns {
+            parts.push(format!("columns={}", if c { "on" } else { "off" }));
+        }
         f.write_str(&parts.join(" "))
     }
 }
@@ -111,7 +119,8 @@ impl FromStr for Choice {
         let bad = || Error::InvalidSetting {
             name: "tuning choice",
             value: text.to_string(),
-            expected: "heuristic, or tile=L,U,N / block=off|bm,bn,bk,tm,tn / splits=S",
+            expected:
+                "heuristic, or tile=L,U,N / block=off|bm,bn,bk,tm,tn / splits=S / columns=on|off",
         };
         let mut c = Choice::HEURISTIC;
         if text.trim() == "heuristic" {
@@ -124,6 +133,8 @@ impl FromStr for Choice {
                 Some(("splits", v)) => {
                     c.splits = Some(v.parse().ok().filter(|&s| s > 0).ok_or_else(bad)?)
                 }
+                Some(("columns", "on")) => c.columns = Some(true),
+                Some(("columns", "off")) => c.columns = Some(false),
                 _ => return Err(bad()),
             }
         }
@@ -229,6 +240,28 @@ pub fn candidates(base: &Planner, op: Op, problem: &ConvProblem) -> Vec<(Choice,
             });
         }
     }
+    // The input gradient as Wᵀ·dY columns + col2im, the formulation of Burn's transposed
+    // convolution (PERFORMANCE.md, [#tuning]), at the heuristic tile and the 8-lane tiles; and
+    // the implicit GEMM where the heuristic takes the columns (the tiles above then time the
+    // columns).
+    if op == Op::InputGrad {
+        choices.push(Choice {
+            columns: Some(false),
+            ..Choice::HEURISTIC
+        });
+        choices.push(Choice {
+            columns: Some(true),
+            ..Choice::HEURISTIC
+        });
+        for tile in TILES.into_iter().filter(|t| t.lanes == 8) {
+            choices.push(Choice {
+                tile: Some(tile),
+                block: Some(BlockOverride::Off),
+                columns: Some(true),
+                ..Choice::HEURISTIC
+            });
+        }
+    }
     let mut out: Vec<(Choice, OpPlan)> = Vec::new();
     for c in choices {
         if let Ok(plan) = c.plan(base, op, problem, false) {
@@ -240,11 +273,13 @@ pub fn candidates(base: &Planner, op: Op, problem: &ConvProblem) -> Vec<(Choice,
     out
 }
 
-/// One timed candidate.
+/// One timed candidate (GPU plans by default; [`crate::cpu::tune`] times [`CpuChoice`]s).
+///
+/// [`CpuChoice`]: crate::cpu::fast::CpuChoice
 #[derive(Debug, Clone)]
-pub struct Timed {
+pub struct Timed<C = Choice> {
     /// The knobs.
-    pub choice: Choice,
+    pub choice: C,
     /// The plan's one-line description.
     pub plan: String,
     /// Median milliseconds per run (`None`: not timed, the budget ran out).
@@ -253,27 +288,24 @@ pub struct Timed {
 
 /// What tuning one (op, problem) found.
 #[derive(Debug, Clone)]
-pub struct Tuning {
+pub struct Tuning<C = Choice> {
     /// Every candidate, in the order tried (the heuristic first).
-    pub candidates: Vec<Timed>,
+    pub candidates: Vec<Timed<C>>,
     /// The fastest.
-    pub pick: Choice,
+    pub pick: C,
     /// Whether the times are device time (timestamp queries) or submit-and-wait wall time.
     pub device_time: bool,
     /// How long tuning took.
     pub took: Duration,
 }
 
-impl Tuning {
-    /// The heuristic plan's median time over the pick's (`None` when either was not timed).
+impl<C: PartialEq> Tuning<C> {
+    /// The heuristic's median time (the first candidate's) over the pick's (`None` when
+    /// either was not timed).
     pub fn speedup(&self) -> Option<f64> {
-        let ms = |c: Choice| {
-            self.candidates
-                .iter()
-                .find(|t| t.choice == c)
-                .and_then(|t| t.ms)
-        };
-        Some(ms(Choice::HEURISTIC)? / ms(self.pick)?)
+        let heuristic = self.candidates.first()?.ms?;
+        let pick = self.candidates.iter().find(|t| t.choice == self.pick)?.ms?;
+        Some(heuristic / pick)
     }
 }
 
@@ -298,174 +330,16 @@ impl Default for TuneBudget {
     }
 }
 
-/// The tuned choices of a context: in memory, and the cache file's other lines kept as read.
+/// The tuned choices of a context.
 #[derive(Debug, Default)]
 pub(crate) struct TuneCache {
-    choices: HashMap<(Op, ConvProblem), (Choice, f64)>,
+    choices: Choices<Choice>,
 }
 
 impl TuneCache {
     pub(crate) fn get(&self, op: Op, problem: &ConvProblem) -> Option<Choice> {
         self.choices.get(&(op, *problem)).map(|e| e.0)
     }
-}
-
-/// A problem as one token of the cache file: `n,c,h,w/k,cg,r,s/stride/top,left,bottom,right/dilation/groups`.
-fn problem_key(pb: &ConvProblem) -> String {
-    let p = pb.params;
-    format!(
-        "{},{},{},{}/{},{},{},{}/{},{}/{},{},{},{}/{},{}/{}",
-        pb.n,
-        pb.c,
-        pb.h,
-        pb.w,
-        pb.k,
-        pb.c_per_group(),
-        pb.r,
-        pb.s,
-        p.stride[0],
-        p.stride[1],
-        p.padding[0],
-        p.padding[1],
-        p.padding[2],
-        p.padding[3],
-        p.dilation[0],
-        p.dilation[1],
-        p.groups
-    )
-}
-
-fn parse_problem(text: &str) -> Option<ConvProblem> {
-    let nums: Vec<Vec<usize>> = text
-        .split('/')
-        .map(|g| {
-            g.split(',')
-                .map(|v| v.parse().ok())
-                .collect::<Option<Vec<_>>>()
-        })
-        .collect::<Option<_>>()?;
-    let [x, w, stride, pad, dil, groups] = nums.as_slice() else {
-        return None;
-    };
-    let (&[sh, sw], &[t, l, b, r], &[dh, dw], &[g]) = (
-        stride.as_slice(),
-        pad.as_slice(),
-        dil.as_slice(),
-        groups.as_slice(),
-    ) else {
-        return None;
-    };
-    let params = crate::problem::ConvParams {
-        stride: [sh, sw],
-        padding: [t, l, b, r],
-        dilation: [dh, dw],
-        groups: g,
-    };
-    ConvProblem::new(x, w, params).ok()
-}
-
-fn op_of(name: &str) -> Option<Op> {
-    [Op::Forward, Op::InputGrad, Op::WeightGrad, Op::BiasGrad]
-        .into_iter()
-        .find(|op| op.name() == name)
-}
-
-/// The first line of every cache file.
-const HEADER: &str = "# gpuconv tuning cache: adapter<TAB>op<TAB>problem (x/w/stride/padding/dilation/groups)<TAB>choice<TAB>median ms";
-
-/// A cache file's lines for other adapters, and this adapter's choices.
-fn read_cache(path: &Path, adapter: &str) -> Result<(Vec<String>, TuneCache)> {
-    let io = |source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(io(e)),
-    };
-    let mut others = Vec::new();
-    let mut cache = TuneCache::default();
-    for (i, line) in text.lines().enumerate() {
-        if line.starts_with('#') || line.trim().is_empty() {
-            continue;
-        }
-        let fields: Vec<&str> = line.split('\t').collect();
-        let bad = |why: &str| Error::InvalidSetting {
-            name: "tuning cache line",
-            value: format!("{}:{}: {line}", path.display(), i + 1),
-            expected: if why.is_empty() {
-                "adapter, op, problem, choice and ms separated by tabs"
-            } else {
-                "a problem gpuconv accepts and a known op"
-            },
-        };
-        let [who, op, problem, choice, ms] = fields.as_slice() else {
-            return Err(bad(""));
-        };
-        if *who != adapter {
-            others.push(line.to_string());
-            continue;
-        }
-        let op = op_of(op).ok_or_else(|| bad("op"))?;
-        let problem = parse_problem(problem).ok_or_else(|| bad("problem"))?;
-        let choice: Choice = choice.parse()?;
-        let ms: f64 = ms.parse().map_err(|_| bad(""))?;
-        cache.choices.insert((op, problem), (choice, ms));
-    }
-    Ok((others, cache))
-}
-
-/// Writes `text` to `path` through an exclusively created temporary file beside it, then a
-/// rename: never through a symlink (the link itself is replaced), never over anything but a
-/// regular file.
-fn write_safely(path: &Path, text: &str) -> Result<()> {
-    let io = |source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.is_file() && !meta.file_type().is_symlink() {
-            return Err(io(std::io::Error::other(
-                "exists and is not a regular file: the tuning cache is not written there",
-            )));
-        }
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "tune".into());
-    let mut rng = SplitMix64::new(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-            ^ u64::from(std::process::id()).rotate_left(32),
-    );
-    for _ in 0..16 {
-        let tmp = dir.join(format!(".{name}.tmp-{:016x}", rng.next_u64()));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-        {
-            Ok(mut f) => {
-                let written = f.write_all(text.as_bytes()).and_then(|_| f.sync_all());
-                let renamed = written.and_then(|_| std::fs::rename(&tmp, path));
-                if let Err(e) = renamed {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(io(e));
-                }
-                return Ok(());
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io(e)),
-        }
-    }
-    Err(io(std::io::Error::other("no unused temporary name")))
 }
 
 impl GpuContext {
@@ -487,8 +361,8 @@ impl GpuContext {
     /// the context is built).
     pub(crate) fn load_tune_cache(&self) -> Result<()> {
         if let Some(path) = &self.options.tune_cache {
-            let (_, cache) = read_cache(path, &self.tune_key())?;
-            *crate::gpu::context::lock(&self.tuned) = cache;
+            let (_, choices) = tune_cache::read(path, &self.tune_key())?;
+            *crate::gpu::context::lock(&self.tuned) = TuneCache { choices };
         }
         Ok(())
     }
@@ -597,33 +471,8 @@ impl GpuContext {
         let Some(path) = &self.options.tune_cache else {
             return Ok(());
         };
-        let key = self.tune_key();
-        let (others, on_disk) = read_cache(path, &key)?;
-        let mut mine = on_disk.choices;
-        mine.extend(
-            crate::gpu::context::lock(&self.tuned)
-                .choices
-                .iter()
-                .map(|(k, v)| (*k, *v)),
-        );
-        let mut lines: Vec<String> = mine
-            .iter()
-            .map(|((op, pb), (choice, ms))| {
-                format!(
-                    "{key}\t{}\t{}\t{choice}\t{ms:.4}",
-                    op.name(),
-                    problem_key(pb)
-                )
-            })
-            .collect();
-        lines.sort();
-        let mut text = String::from(HEADER);
-        text.push('\n');
-        for l in others.iter().chain(&lines) {
-            text.push_str(l);
-            text.push('\n');
-        }
-        write_safely(path, &text)
+        let choices = crate::gpu::context::lock(&self.tuned).choices.clone();
+        tune_cache::save(path, &self.tune_key(), &choices)
     }
 }
 
@@ -643,17 +492,26 @@ mod tests {
                 .groups(2),
         )
         .unwrap();
-        assert_eq!(parse_problem(&problem_key(&pb)), Some(pb));
+        assert_eq!(
+            tune_cache::parse_problem(&tune_cache::problem_key(&pb)),
+            Some(pb)
+        );
         for c in [
             Choice::HEURISTIC,
             Choice {
                 tile: Some(TILES[2]),
                 block: Some(BlockOverride::Off),
                 splits: None,
+                columns: Some(false),
             },
             Choice {
                 block: Some(BlockOverride::Tile(BLOCKS[0])),
                 splits: Some(8),
+                ..Choice::HEURISTIC
+            },
+            Choice {
+                tile: Some(TILES[0]),
+                columns: Some(true),
                 ..Choice::HEURISTIC
             },
         ] {

@@ -182,15 +182,17 @@ const COLUMN_MAX_BYTES: u64 = 256 << 20;
 /// The column GEMM of the input gradient for few-channel groups: col\[n, g·crs + (c, r, s), p, q\]
 /// = Σ_k W\[g·kg + k, c, r, s\]·dY\[n, g·kg + k, p, q\] on the pointwise kernel (W read as a
 /// kg × crs matrix per group); col2im.wgsl then sums it into dX. `None` when the problem does
-/// not qualify.
+/// not qualify ([`Overrides::column_input_grad`](crate::gpu::Overrides) forces it on or off
+/// for every dense problem).
 pub(crate) fn column_input_grad(
     planner: &Planner,
     problem: &ConvProblem,
 ) -> Result<Option<OpPlan>> {
-    if problem.is_pointwise()
-        || problem.is_depthwise()
-        || problem.c_per_group() >= COLUMN_BELOW_CHANNELS
-    {
+    let wanted = planner
+        .overrides
+        .column_input_grad
+        .unwrap_or(problem.c_per_group() < COLUMN_BELOW_CHANNELS);
+    if problem.is_pointwise() || problem.is_depthwise() || !wanted {
         return Ok(None);
     }
     let pq = problem.p * problem.q;
