@@ -12,7 +12,7 @@
 #   PEERS_DIR: a writable copy of ../shared/peers with the peers built as its README says
 #   (candle and Burn under $PEERS_TARGET, torch in the venv $TORCH_PY).
 #   TUNE_CACHE=FILE: gpuconv runs the tuned choices of FILE (`gpuconv bench --tune
-#   --tune-cache FILE` writes one). PEERS="torch burn": which peers run (default all three).
+#   --tune-cache FILE` writes one). ONLY_PEERS="torch burn": which peers run (default all three).
 # Writes OUT_DIR/round-N/{gpuconv,peers}.jsonl and compare.txt per round, then
 # OUT_DIR/summary.txt: each op's geomean ratios per round.
 set -euo pipefail
@@ -24,7 +24,7 @@ TORCH_PY=${TORCH_PY:-/tmp/torchenv/bin/python}
 PEERS_TARGET=${PEERS_TARGET:-/tmp/peers-target}
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
 SETTLE=${SETTLE:-10}
-PEERS_RUN=${PEERS:-torch candle burn}
+PEERS_RUN=${ONLY_PEERS:-torch candle burn}
 TUNE_ARGS=()
 if [ -n "${TUNE_CACHE:-}" ]; then TUNE_ARGS=(--tune-cache "$(realpath "$TUNE_CACHE")"); fi
 HERE=$(cd "$(dirname "$0")/.." && pwd)

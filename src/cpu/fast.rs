@@ -9,7 +9,9 @@
 //! one GEMM). A 1×1, stride-1, unpadded problem skips im2col (X is its own column matrix).
 //! Without AVX-512, depthwise-like problems (one input channel per group) run planar loops
 //! parallel over channel planes, where a GEMM would be 1×R·S wide.
-//! Accumulation is f32; tests hold it to the same tolerance as the GPU.
+//! Accumulation is f32; tests hold it to the same tolerance as the GPU. Those choices are
+//! heuristics; [`CpuChoice`] names them, and the CPU tuner (`cpu/tune.rs`) picks one by
+//! measurement.
 
 use rayon::prelude::*;
 

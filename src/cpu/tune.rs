@@ -15,12 +15,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::cpu::fast::{self, CpuChoice, CpuKernel};
 use crate::cpu::isa::Avx512;
-use crate::error::{Error, Result};
-use crate::gpu::tune::{Timed, TuneBudget, Tuning};
+use crate::error::Result;
+use crate::gpu::tune::{fastest, Timed, TuneBudget, Tuning};
 use crate::problem::{ConvProblem, Op};
 use crate::rng::SplitMix64;
 use crate::tune_cache::{self, Choices};
@@ -146,19 +146,7 @@ impl CpuTuner {
         for choice in Self::candidates(op, problem) {
             let mut ms = None;
             if timed.is_empty() || start.elapsed() < budget.total {
-                run_once(&choice)?;
-                let mut runs = Vec::new();
-                let mut spent = Duration::ZERO;
-                while runs.len() < budget.runs.max(1) || spent < budget.min_time {
-                    let t = Instant::now();
-                    runs.push(run_once(&choice)?);
-                    spent += t.elapsed();
-                    if runs.len() >= 1000 {
-                        break;
-                    }
-                }
-                runs.sort_by(f64::total_cmp);
-                ms = Some(runs[runs.len() / 2]);
+                ms = Some(budget.median_ms(|| run_once(&choice))?);
             }
             timed.push(Timed {
                 choice,
@@ -166,11 +154,7 @@ impl CpuTuner {
                 ms,
             });
         }
-        let (pick, best) = timed
-            .iter()
-            .filter_map(|t| t.ms.map(|ms| (t.choice, ms)))
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .ok_or_else(|| Error::Internal("no CPU candidate was timed".into()))?;
+        let (pick, best) = fastest(&timed)?;
         self.lock().insert((op, *problem), (pick, best));
         if let Some(path) = &self.cache {
             let mine = self.lock().clone();

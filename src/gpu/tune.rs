@@ -221,6 +221,28 @@ pub fn candidates(base: &Planner, op: Op, problem: &ConvProblem) -> Vec<(Choice,
             });
         }
     }
+    // The input gradient as Wᵀ·dY columns + col2im, the formulation of Burn's transposed
+    // convolution (PERFORMANCE.md, [#tuning]), at the heuristic tile and the 8-lane tiles, timed
+    // first as the other formulation; and the implicit GEMM where the heuristic takes the
+    // columns (the tiles below then time the columns).
+    if op == Op::InputGrad {
+        choices.push(Choice {
+            columns: Some(false),
+            ..Choice::HEURISTIC
+        });
+        choices.push(Choice {
+            columns: Some(true),
+            ..Choice::HEURISTIC
+        });
+        for tile in TILES.into_iter().filter(|t| t.lanes == 8) {
+            choices.push(Choice {
+                tile: Some(tile),
+                block: Some(BlockOverride::Off),
+                columns: Some(true),
+                ..Choice::HEURISTIC
+            });
+        }
+    }
     if op != Op::BiasGrad {
         for tile in TILES {
             choices.push(Choice {
@@ -236,28 +258,6 @@ pub fn candidates(base: &Planner, op: Op, problem: &ConvProblem) -> Vec<(Choice,
         for b in BLOCKS {
             choices.push(Choice {
                 block: Some(BlockOverride::Tile(b)),
-                ..Choice::HEURISTIC
-            });
-        }
-    }
-    // The input gradient as Wᵀ·dY columns + col2im, the formulation of Burn's transposed
-    // convolution (PERFORMANCE.md, [#tuning]), at the heuristic tile and the 8-lane tiles; and
-    // the implicit GEMM where the heuristic takes the columns (the tiles above then time the
-    // columns).
-    if op == Op::InputGrad {
-        choices.push(Choice {
-            columns: Some(false),
-            ..Choice::HEURISTIC
-        });
-        choices.push(Choice {
-            columns: Some(true),
-            ..Choice::HEURISTIC
-        });
-        for tile in TILES.into_iter().filter(|t| t.lanes == 8) {
-            choices.push(Choice {
-                tile: Some(tile),
-                block: Some(BlockOverride::Off),
-                columns: Some(true),
                 ..Choice::HEURISTIC
             });
         }
@@ -328,6 +328,35 @@ impl Default for TuneBudget {
             min_time: Duration::from_millis(30),
         }
     }
+}
+
+impl TuneBudget {
+    /// The median of `run_once`'s milliseconds over at least `runs` runs lasting at least
+    /// `min_time` (at most 1000), after one untimed warm-up run.
+    pub(crate) fn median_ms(&self, mut run_once: impl FnMut() -> Result<f64>) -> Result<f64> {
+        run_once()?;
+        let mut runs = Vec::new();
+        let mut spent = Duration::ZERO;
+        while runs.len() < self.runs.max(1) || spent < self.min_time {
+            let t = Instant::now();
+            runs.push(run_once()?);
+            spent += t.elapsed();
+            if runs.len() >= 1000 {
+                break;
+            }
+        }
+        runs.sort_by(f64::total_cmp);
+        Ok(runs[runs.len() / 2])
+    }
+}
+
+/// The fastest timed candidate and its median ms.
+pub(crate) fn fastest<C: Copy>(timed: &[Timed<C>]) -> Result<(C, f64)> {
+    timed
+        .iter()
+        .filter_map(|t| t.ms.map(|ms| (t.choice, ms)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .ok_or_else(|| Error::Internal("no candidate was timed".into()))
 }
 
 /// The tuned choices of a context.
@@ -428,19 +457,7 @@ impl GpuContext {
             let mut ms = None;
             // The heuristic is always timed: there is a pick to compare against.
             if timed.is_empty() || start.elapsed() < budget.total {
-                run_once(plan)?;
-                let mut runs = Vec::new();
-                let mut spent = Duration::ZERO;
-                while runs.len() < budget.runs.max(1) || spent < budget.min_time {
-                    let t = Instant::now();
-                    runs.push(run_once(plan)?);
-                    spent += t.elapsed();
-                    if runs.len() >= 1000 {
-                        break;
-                    }
-                }
-                runs.sort_by(f64::total_cmp);
-                ms = Some(runs[runs.len() / 2]);
+                ms = Some(budget.median_ms(|| run_once(plan))?);
             }
             timed.push(Timed {
                 choice: *choice,
@@ -448,11 +465,7 @@ impl GpuContext {
                 ms,
             });
         }
-        let (pick, best) = timed
-            .iter()
-            .filter_map(|t| t.ms.map(|ms| (t.choice, ms)))
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .ok_or_else(|| Error::Internal("no candidate was timed".into()))?;
+        let (pick, best) = fastest(&timed)?;
         crate::gpu::context::lock(&self.tuned)
             .choices
             .insert((op, *problem), (pick, best));
