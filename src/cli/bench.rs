@@ -340,6 +340,10 @@ pub fn bench(args: &BenchArgs) -> CliResult<()> {
     let mut records: Vec<Record> = Vec::new();
     let mut tuned: Vec<(Op, Tuning)> = Vec::new();
     let mut cpu_tuned: Vec<(Op, Tuning<CpuChoice>)> = Vec::new();
+    let budget = TuneBudget {
+        total: Duration::from_millis(args.tune_budget_ms),
+        ..Default::default()
+    };
     let mut failures = 0usize;
     let total = shapes.len() * ops.len();
     let mut done = 0usize;
@@ -384,10 +388,6 @@ pub fn bench(args: &BenchArgs) -> CliResult<()> {
             let mut cpu = None;
             if want_cpu {
                 if args.tune && op != Op::BiasGrad {
-                    let budget = TuneBudget {
-                        total: Duration::from_millis(args.tune_budget_ms),
-                        ..Default::default()
-                    };
                     let tuning = cpu_tuner.tune(op, &pb, budget)?;
                     print_tuning(&shape.name, "cpu", op, &tuning);
                     cpu_tuned.push((op, tuning));
@@ -402,10 +402,6 @@ pub fn bench(args: &BenchArgs) -> CliResult<()> {
             let mut gpu = None;
             if let (Some(ctx), Some(res)) = (&ctx, &resident) {
                 if args.tune {
-                    let budget = TuneBudget {
-                        total: Duration::from_millis(args.tune_budget_ms),
-                        ..Default::default()
-                    };
                     let tuning = ctx.tune(op, &pb, budget)?;
                     print_tuning(&shape.name, "gpu", op, &tuning);
                     tuned.push((op, tuning));

@@ -88,9 +88,7 @@ impl CpuChoice {
         if op == Op::BiasGrad {
             return CpuChoice::HEURISTIC;
         }
-        let mut kernel = self
-            .kernel
-            .unwrap_or_else(|| CpuKernel::for_problem(pb, op));
+        let mut kernel = self.kernel_for(op, pb);
         let direct_covers = pb.is_depthwise()
             || match op {
                 Op::InputGrad => direct_input_grad_covers(pb),
@@ -100,10 +98,7 @@ impl CpuChoice {
             kernel = CpuKernel::Portable;
         }
         if kernel == CpuKernel::Direct || pb.is_depthwise() {
-            return CpuChoice {
-                kernel: Some(kernel),
-                ..CpuChoice::HEURISTIC
-            };
+            return CpuChoice::with_kernel(kernel);
         }
         let side_by_side = (op == Op::WeightGrad && !pb.is_pointwise())
             .then(|| self.side_by_side.unwrap_or(pb.p * pb.q < SMALL_PLANE));
@@ -137,6 +132,20 @@ impl CpuChoice {
             _ => "",
         };
         format!("{family}{spread}")
+    }
+
+    /// `kernel` forced, every other knob left to the heuristics.
+    pub fn with_kernel(kernel: CpuKernel) -> CpuChoice {
+        CpuChoice {
+            kernel: Some(kernel),
+            ..CpuChoice::HEURISTIC
+        }
+    }
+
+    /// The kernel family this choice asks for on `op` of `pb` (the heuristic's when unset).
+    fn kernel_for(&self, op: Op, pb: &ConvProblem) -> CpuKernel {
+        self.kernel
+            .unwrap_or_else(|| CpuKernel::for_problem(pb, op))
     }
 
     fn parallel(&self, pb: &ConvProblem) -> bool {
@@ -480,10 +489,7 @@ pub fn forward_with(
     w: &[f32],
     bias: Option<&[f32]>,
 ) -> Result<Vec<f32>> {
-    let choice = CpuChoice {
-        kernel: Some(kernel),
-        ..CpuChoice::HEURISTIC
-    };
+    let choice = CpuChoice::with_kernel(kernel);
     forward_choice(&choice, pb, x, w, bias)
 }
 
@@ -495,9 +501,7 @@ pub fn forward_choice(
     w: &[f32],
     bias: Option<&[f32]>,
 ) -> Result<Vec<f32>> {
-    let kernel = choice
-        .kernel
-        .unwrap_or_else(|| CpuKernel::for_problem(pb, Op::Forward));
+    let kernel = choice.kernel_for(Op::Forward, pb);
     pb.check_len(TensorRole::Input, x.len())?;
     pb.check_len(TensorRole::Weight, w.len())?;
     if let Some(b) = bias {
@@ -583,10 +587,7 @@ pub fn input_grad_with(
     dy: &[f32],
     w: &[f32],
 ) -> Result<Vec<f32>> {
-    let choice = CpuChoice {
-        kernel: Some(kernel),
-        ..CpuChoice::HEURISTIC
-    };
+    let choice = CpuChoice::with_kernel(kernel);
     input_grad_choice(&choice, pb, dy, w)
 }
 
@@ -597,9 +598,7 @@ pub fn input_grad_choice(
     dy: &[f32],
     w: &[f32],
 ) -> Result<Vec<f32>> {
-    let kernel = choice
-        .kernel
-        .unwrap_or_else(|| CpuKernel::for_problem(pb, Op::InputGrad));
+    let kernel = choice.kernel_for(Op::InputGrad, pb);
     pb.check_len(TensorRole::OutputGrad, dy.len())?;
     pb.check_len(TensorRole::Weight, w.len())?;
     ensure_available(
@@ -705,10 +704,7 @@ pub fn weight_grad_with(
     dy: &[f32],
     x: &[f32],
 ) -> Result<Vec<f32>> {
-    let choice = CpuChoice {
-        kernel: Some(kernel),
-        ..CpuChoice::HEURISTIC
-    };
+    let choice = CpuChoice::with_kernel(kernel);
     weight_grad_choice(&choice, pb, dy, x)
 }
 
@@ -719,9 +715,7 @@ pub fn weight_grad_choice(
     dy: &[f32],
     x: &[f32],
 ) -> Result<Vec<f32>> {
-    let kernel = choice
-        .kernel
-        .unwrap_or_else(|| CpuKernel::for_problem(pb, Op::WeightGrad));
+    let kernel = choice.kernel_for(Op::WeightGrad, pb);
     pb.check_len(TensorRole::OutputGrad, dy.len())?;
     pb.check_len(TensorRole::Input, x.len())?;
     let [top, left, bottom, right] = pb.params.padding;
