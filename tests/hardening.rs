@@ -256,6 +256,36 @@ fn padding_terms_of_nonfinite_operands_on_every_cpu_kernel() {
     }
 }
 
+/// A NaN or ±∞ at each input position in turn, for the weight gradient of unpadded depthwise
+/// layers (stride 1 and stride 2) on every CPU kernel: the flat layouts' extra columns meet
+/// input values that no term of the sum has (the first columns of a row, past the window of the
+/// previous row's last output), and 0·NaN there must not reach dW.
+#[test]
+fn nonfinite_inputs_outside_every_window_stay_out_of_the_weight_gradient() {
+    use gpuconv::cpu::fast::CpuKernel;
+    let mut rng = SplitMix64::new(0x0dd5);
+    for stride in [[1, 1], [2, 2]] {
+        let params = ConvParams::default().groups(2).stride(stride[0], stride[1]);
+        let pb = ConvProblem::new(&[1, 2, 7, 8], &[2, 1, 3, 3], params).unwrap();
+        let dy = rng.tensor(pb.y_len());
+        let clean = rng.tensor(pb.x_len());
+        for at in 0..pb.x_len() {
+            let special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][at % 3];
+            let mut x = clean.clone();
+            x[at] = special;
+            let want = reference::weight_grad(&pb, &dy, &x).unwrap();
+            for kernel in [CpuKernel::Direct, CpuKernel::Portable] {
+                let got = fast::weight_grad_with(kernel, &pb, &dy, &x).unwrap();
+                let e = compare_nan_aware(&got, &want);
+                assert!(
+                    e.within_tolerance(),
+                    "{kernel:?} stride {stride:?}, x[{at}] = {special}: {e:?}"
+                );
+            }
+        }
+    }
+}
+
 /// Compares one GPU op against the fast CPU path (itself checked against the reference on
 /// every problem class) on problems too large for the f64 reference to be quick.
 fn check_large(what: &str, got: &[f32], want: &[f32]) {

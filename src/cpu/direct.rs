@@ -20,6 +20,7 @@ use rayon::prelude::*;
 
 use crate::cpu::isa::Avx512;
 use crate::cpu::output::written_by;
+use crate::cpu::phases::PhaseGrid;
 use crate::cpu::scratch::Scratch;
 use crate::problem::{ConvProblem, Op};
 
@@ -112,17 +113,14 @@ impl PhasePlanes {
     /// Copies X of `pb` into phase planes, with `reach` elements of readable zeros past the end
     /// of each tile's furthest start.
     fn new(pb: &ConvProblem, x: &[f32], reach: usize) -> Self {
-        let ([sh, sw], [dh, dw]) = (pb.params.stride, pb.params.dilation);
-        let [top, left, bottom, _] = pb.params.padding;
-        let (height, width) = ((top + pb.h + bottom).div_ceil(sh), Self::width(pb));
-        let plane_len = height * width;
-        let image_len = sh * sw * pb.c * plane_len;
+        let grid = PhaseGrid::new(pb);
+        let (width, plane_len, phases) = (grid.width, grid.plane_len(), PhaseGrid::count(pb));
+        let image_len = phases * pb.c * plane_len;
         let mut taps = Vec::with_capacity(pb.r * pb.s);
         let mut max_shift = 0;
         for r in 0..pb.r {
             for s in 0..pb.s {
-                let phase = (r * dh % sh) * sw + s * dw % sw;
-                let shift = (r * dh / sh) * width + s * dw / sw;
+                let (phase, shift) = grid.tap(pb, r, s);
                 max_shift = max_shift.max(shift);
                 taps.push(phase * pb.c * plane_len + shift);
             }
@@ -130,38 +128,14 @@ impl PhasePlanes {
         let mut data = Scratch::uninit(pb.n * image_len + max_shift + reach);
         let (planes, slack) = data.split_at_mut(pb.n * image_len);
         slack.fill(0.0);
-        // Every element is written (the scratch holds old data): input where the padded
-        // position is inside X, zero elsewhere.
+        // Every element is written (the scratch holds old data).
         planes
             .par_chunks_mut(plane_len)
             .enumerate()
             .for_each(|(i, plane)| {
-                let (n, phase, c) = (i / (sh * sw * pb.c), i / pb.c % (sh * sw), i % pb.c);
-                let (a, b) = (phase / sw, phase % sw);
+                let (n, phase, c) = (i / (phases * pb.c), i / pb.c % phases, i % pb.c);
                 let src = &x[pb.x_index(n, c, 0, 0)..][..pb.h * pb.w];
-                // Phase columns jj whose padded column jj·sw + b is input column jj·sw + b − left.
-                let first = left.saturating_sub(b).div_ceil(sw);
-                let end = (left + pb.w).saturating_sub(b).div_ceil(sw).min(width);
-                for (i, row) in plane.chunks_exact_mut(width).enumerate() {
-                    // Padded row i·sh + a is input row i·sh + a − top.
-                    let Some(h) = (i * sh + a).checked_sub(top).filter(|&h| h < pb.h) else {
-                        row.fill(0.0);
-                        continue;
-                    };
-                    let src = &src[h * pb.w..][..pb.w];
-                    row[..first.min(end)].fill(0.0);
-                    if first < end {
-                        let w0 = first * sw + b - left;
-                        if sw == 1 {
-                            row[first..end].copy_from_slice(&src[w0..w0 + end - first]);
-                        } else {
-                            for (v, w) in row[first..end].iter_mut().zip((w0..).step_by(sw)) {
-                                *v = src[w];
-                            }
-                        }
-                    }
-                    row[end.max(first)..].fill(0.0);
-                }
+                grid.fill(pb, src, phase, plane);
             });
         PhasePlanes {
             data,
@@ -172,15 +146,9 @@ impl PhasePlanes {
         }
     }
 
-    /// Row pitch of the phase planes: padded width / sw, rounded up.
-    fn width(pb: &ConvProblem) -> usize {
-        let [_, left, _, right] = pb.params.padding;
-        (left + pb.w + right).div_ceil(pb.params.stride[1])
-    }
-
     /// Flat outputs per plane: P·width (those with q ≥ Q are scratch).
     fn flat_len(pb: &ConvProblem) -> usize {
-        pb.p * Self::width(pb)
+        pb.p * PhaseGrid::new(pb).width
     }
 
     /// Start of channel `c` of image `n` (phase 0, no shift).

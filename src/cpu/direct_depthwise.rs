@@ -2,8 +2,8 @@
 //! copies.
 //!
 //! A depthwise layer does 2·R·S FLOPs per output, so it is bound by memory traffic and per-row
-//! overheads, not by FMAs. The planar loops in `fast.rs` copy every plane into a zero-bordered
-//! buffer and out again (profiled: a third of their time in small `memcpy`/`memset` calls).
+//! overheads, not by FMAs. The portable kernels (`depthwise.rs`) copy every plane into zero-bordered
+//! phase planes and out again (profiled: a third of their time in small `memcpy`/`memset` calls).
 //! Here each 16-wide output vector is computed straight from the source plane with masked loads:
 //! lanes that fall in the padding are masked to zero (a masked-off lane is never read, so no
 //! border copy is needed) and the result is stored once, masked at the row's end.

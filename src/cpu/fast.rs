@@ -7,8 +7,9 @@
 //! per (image, group): forward Y = W·col(X), input gradient col(dX) = Wᵀ·dY then col2im,
 //! weight gradient dW = Σₙ dY·col(X)ᵀ (for planes under 256 outputs, images side by side in
 //! one GEMM). A 1×1, stride-1, unpadded problem skips im2col (X is its own column matrix).
-//! Without AVX-512, depthwise-like problems (one input channel per group) run planar loops
-//! parallel over channel planes, where a GEMM would be 1×R·S wide.
+//! Without AVX-512, depthwise-like problems (one input channel per group) run the portable
+//! depthwise kernels (`cpu/depthwise.rs`: any stride as stride 1 over stride phases, AVX2+FMA
+//! where the CPU has it), parallel over channel planes, where a GEMM would be 1×R·S wide.
 //! Accumulation is f32; tests hold it to the same tolerance as the GPU. Those choices are
 //! heuristics; [`CpuChoice`] names them, and the CPU tuner (`cpu/tune.rs`) picks one by
 //! measurement.
@@ -33,7 +34,7 @@ pub enum CpuKernel {
     /// the portable kernels for the rest. Needs an x86-64 CPU with AVX-512F; elsewhere it runs
     /// [`CpuKernel::Portable`].
     Direct,
-    /// im2col + SGEMM (the `gemm` crate) and planar depthwise loops: every CPU.
+    /// im2col + SGEMM (the `gemm` crate) and the portable depthwise kernels: every CPU.
     Portable,
 }
 
@@ -515,7 +516,7 @@ pub fn forward_choice(
             return Ok(crate::cpu::direct::forward(cpu, pb, x, w, bias));
         }
         // The direct depthwise loads mask the padding off, so they drop its 0·w terms, which
-        // are NaN for a NaN or ±∞ weight; the planar loops multiply a zero border.
+        // are NaN for a NaN or ±∞ weight; the portable kernels multiply a zero border.
         if !has_nonfinite(w) {
             let mut y = crate::cpu::direct_depthwise::forward(cpu, pb, x, w);
             add_bias(pb, &mut y, bias);
@@ -524,7 +525,7 @@ pub fn forward_choice(
     }
     let _ = kernel;
     let mut y = if pb.is_depthwise() {
-        depthwise_forward(pb, x, w)
+        crate::cpu::depthwise::forward(pb, x, w)
     } else {
         let (cg, kg, pq) = (pb.c_per_group(), pb.k_per_group(), pb.p * pb.q);
         let crs = cg * pb.r * pb.s;
@@ -619,7 +620,7 @@ pub fn input_grad_choice(
     }
     let _ = kernel;
     if pb.is_depthwise() {
-        return Ok(depthwise_input_grad(pb, dy, w));
+        return Ok(crate::cpu::depthwise::input_grad(pb, dy, w));
     }
     input_grad_gemm(choice, pb, dy, w)
 }
@@ -693,9 +694,10 @@ pub fn weight_grad(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Result<Vec<f32>> 
 
 /// [`weight_grad`] with the kernel family chosen by the caller (tests and benchmarks).
 ///
-/// The direct kernels and the stride-1 depthwise loops compute with flat layouts whose scratch
-/// columns multiply a zero dY by X values no term of PyTorch's sum contains; with a NaN or ±∞
-/// in X those problems run the GEMM, whose columns hold exactly the terms. The direct depthwise
+/// The direct kernels compute with flat layouts whose scratch columns multiply a zero dY by X
+/// values no term of PyTorch's sum contains; with a NaN or ±∞ in X those problems run the
+/// GEMM, whose columns hold exactly the terms (the portable depthwise kernel handles such a
+/// plane itself). The direct depthwise
 /// kernels skip the padding, so with a NaN or ±∞ in dY they run the GEMM too, whose zero
 /// padding columns give the dY·0 terms PyTorch's sum has.
 pub fn weight_grad_with(
@@ -725,11 +727,10 @@ pub fn weight_grad_choice(
         "weight gradient working memory",
     )?;
     let direct = kernel == CpuKernel::Direct && Avx512::detect().is_some();
-    let flat = direct || (pb.is_depthwise() && pb.params.stride == [1, 1]);
     // The direct depthwise loads mask the padding off, so they drop its dY·0 terms, which are
     // NaN for a NaN or ±∞ in dY.
     let masked = direct && pb.is_depthwise();
-    if (flat && has_nonfinite(x)) || (masked && has_nonfinite(dy)) {
+    if (direct && has_nonfinite(x)) || (masked && has_nonfinite(dy)) {
         return weight_grad_gemm(choice, pb, dy, x);
     }
     #[cfg(target_arch = "x86_64")]
@@ -741,7 +742,7 @@ pub fn weight_grad_choice(
     }
     let _ = kernel;
     if pb.is_depthwise() {
-        return Ok(depthwise_weight_grad(pb, dy, x));
+        return Ok(crate::cpu::depthwise::weight_grad(pb, dy, x));
     }
     weight_grad_gemm(choice, pb, dy, x)
 }
@@ -861,237 +862,4 @@ fn weight_grad_batched(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Vec<f32> {
         }
     }
     dw
-}
-
-/// Input channel of output channel `k` when each group has one input channel.
-fn depthwise_channel(pb: &ConvProblem, k: usize) -> usize {
-    pb.group_of_output(k)
-}
-
-/// A zero-bordered copy of one H×W plane with the problem's padding, so the depthwise loops
-/// index it without bounds tests: padded row p·sh + r·dh is input row p·sh − top + r·dh.
-struct PaddedPlane {
-    data: Vec<f32>,
-    width: usize,
-}
-
-impl PaddedPlane {
-    fn new(pb: &ConvProblem) -> Self {
-        let [top, left, bottom, right] = pb.params.padding;
-        let width = left + pb.w + right;
-        PaddedPlane {
-            data: vec![0f32; (top + pb.h + bottom) * width],
-            width,
-        }
-    }
-
-    /// Copies `plane` (H×W) into the interior; the border stays zero.
-    fn fill(&mut self, pb: &ConvProblem, plane: &[f32]) {
-        let [top, left, _, _] = pb.params.padding;
-        for (h, src) in plane.chunks_exact(pb.w).enumerate() {
-            self.data[(top + h) * self.width + left..][..pb.w].copy_from_slice(src);
-        }
-    }
-
-    /// Padded row `row` from column `col` on.
-    fn row(&self, row: usize, col: usize) -> &[f32] {
-        &self.data[row * self.width + col..(row + 1) * self.width]
-    }
-
-    fn row_mut(&mut self, row: usize, col: usize) -> &mut [f32] {
-        &mut self.data[row * self.width + col..(row + 1) * self.width]
-    }
-
-    /// Copies a P×Q plane into rows of this plane's width from the top-left corner, zeroing
-    /// everything else, so a stride-1 tap becomes one flat axpy or dot over P·width elements.
-    fn fill_output_layout(&mut self, plane: &[f32], q: usize) {
-        self.data.fill(0.0);
-        for (p, src) in plane.chunks_exact(q).enumerate() {
-            self.data[p * self.width..][..q].copy_from_slice(src);
-        }
-    }
-
-    /// Copies the interior back out into `plane` (H×W).
-    fn interior_to(&self, pb: &ConvProblem, plane: &mut [f32]) {
-        let [top, left, _, _] = pb.params.padding;
-        for (h, dst) in plane.chunks_exact_mut(pb.w).enumerate() {
-            dst.copy_from_slice(&self.data[(top + h) * self.width + left..][..pb.w]);
-        }
-    }
-}
-
-/// Σ a[i]·b[i·stride] over a's length, in 16 independent lanes so it vectorises; the lane
-/// order is fixed, so the result is deterministic.
-fn strided_dot(a: &[f32], b: &[f32], stride: usize) -> f32 {
-    const LANES: usize = 16;
-    let mut acc = [0f32; LANES];
-    if stride == 1 {
-        let b = &b[..a.len()];
-        let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-        let (ar, br) = (ac.remainder(), bc.remainder());
-        for (x, y) in ac.zip(bc) {
-            for l in 0..LANES {
-                acc[l] += x[l] * y[l];
-            }
-        }
-        for (l, (x, y)) in ar.iter().zip(br).enumerate() {
-            acc[l] += x * y;
-        }
-    } else {
-        for (i, x) in a.iter().enumerate() {
-            acc[i % LANES] += x * b[i * stride];
-        }
-    }
-    acc.iter().sum()
-}
-
-/// dst[q] += w·src[q·stride] for every q of dst.
-fn axpy_strided(dst: &mut [f32], w: f32, src: &[f32], stride: usize) {
-    if stride == 1 {
-        let len = dst.len();
-        for (d, x) in dst.iter_mut().zip(&src[..len]) {
-            *d += w * x;
-        }
-    } else {
-        for (q, d) in dst.iter_mut().enumerate() {
-            *d += w * src[q * stride];
-        }
-    }
-}
-
-/// Flat offset of tap (r, s) in a padded plane: a stride-1 output at flat index p·width + q reads
-/// padded element p·width + q + tap_offset.
-fn tap_offset(pb: &ConvProblem, width: usize, r: usize, s: usize) -> usize {
-    let [dh, dw] = pb.params.dilation;
-    r * dh * width + s * dw
-}
-
-/// Elements of a P-row plane laid out at `width` that a flat stride-1 loop covers.
-fn flat_len(pb: &ConvProblem, width: usize) -> usize {
-    (pb.p - 1) * width + pb.q
-}
-
-fn depthwise_forward(pb: &ConvProblem, x: &[f32], w: &[f32]) -> Vec<f32> {
-    let (pq, hw, rs) = (pb.p * pb.q, pb.h * pb.w, pb.r * pb.s);
-    let ([sh, sw], [dh, dw]) = (pb.params.stride, pb.params.dilation);
-    let mut y = vec![0f32; pb.y_len()];
-    y.par_chunks_mut(pq).enumerate().for_each_init(
-        || (PaddedPlane::new(pb), PaddedPlane::new(pb)),
-        |(padded, acc), (nk, out)| {
-            let (n, k) = (nk / pb.k, nk % pb.k);
-            padded.fill(
-                pb,
-                &x[pb.x_index(n, depthwise_channel(pb, k), 0, 0)..][..hw],
-            );
-            let taps = &w[k * rs..][..rs];
-            if [sh, sw] == [1, 1] {
-                // Accumulate at the padded width, so each tap is one long axpy; drop the
-                // columns past Q afterwards.
-                let len = flat_len(pb, padded.width);
-                acc.data[..len].fill(0.0);
-                for r in 0..pb.r {
-                    for s in 0..pb.s {
-                        let src = &padded.data[tap_offset(pb, padded.width, r, s)..];
-                        axpy_strided(&mut acc.data[..len], taps[r * pb.s + s], src, 1);
-                    }
-                }
-                for (p, out_row) in out.chunks_exact_mut(pb.q).enumerate() {
-                    out_row.copy_from_slice(&acc.data[p * acc.width..][..pb.q]);
-                }
-                return;
-            }
-            for (p, out_row) in out.chunks_exact_mut(pb.q).enumerate() {
-                for r in 0..pb.r {
-                    for s in 0..pb.s {
-                        let src = padded.row(p * sh + r * dh, s * dw);
-                        axpy_strided(out_row, taps[r * pb.s + s], src, sw);
-                    }
-                }
-            }
-        },
-    );
-    y
-}
-
-fn depthwise_input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Vec<f32> {
-    let (pq, hw, rs) = (pb.p * pb.q, pb.h * pb.w, pb.r * pb.s);
-    let ([sh, sw], [dh, dw]) = (pb.params.stride, pb.params.dilation);
-    let kg = pb.k_per_group();
-    let mut dx = vec![0f32; pb.x_len()];
-    // Scatter into a padded plane (the padding absorbs the taps that fall outside X), then crop.
-    dx.par_chunks_mut(hw).enumerate().for_each_init(
-        || (PaddedPlane::new(pb), PaddedPlane::new(pb)),
-        |(padded, grad), (nc, plane)| {
-            let (n, c) = (nc / pb.c, nc % pb.c);
-            padded.data.fill(0.0);
-            for k in c * kg..(c + 1) * kg {
-                let g = &dy[pb.y_index(n, k, 0, 0)..][..pq];
-                let taps = &w[k * rs..][..rs];
-                if [sh, sw] == [1, 1] {
-                    // dY at the padded width (zero past Q): each tap is one long axpy.
-                    grad.fill_output_layout(g, pb.q);
-                    let len = flat_len(pb, padded.width);
-                    for r in 0..pb.r {
-                        for s in 0..pb.s {
-                            let off = tap_offset(pb, padded.width, r, s);
-                            let dst = &mut padded.data[off..off + len];
-                            axpy_strided(dst, taps[r * pb.s + s], &grad.data[..len], 1);
-                        }
-                    }
-                    continue;
-                }
-                for (p, g_row) in g.chunks_exact(pb.q).enumerate() {
-                    for r in 0..pb.r {
-                        for s in 0..pb.s {
-                            let wv = taps[r * pb.s + s];
-                            let dst = padded.row_mut(p * sh + r * dh, s * dw);
-                            for (q, v) in g_row.iter().enumerate() {
-                                dst[q * sw] += wv * v;
-                            }
-                        }
-                    }
-                }
-            }
-            padded.interior_to(pb, plane);
-        },
-    );
-    dx
-}
-
-fn depthwise_weight_grad(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Vec<f32> {
-    let (pq, hw, rs) = (pb.p * pb.q, pb.h * pb.w, pb.r * pb.s);
-    let ([sh, sw], [dh, dw]) = (pb.params.stride, pb.params.dilation);
-    let mut dwt = vec![0f32; pb.w_len()];
-    dwt.par_chunks_mut(rs).enumerate().for_each_init(
-        || (PaddedPlane::new(pb), PaddedPlane::new(pb)),
-        |(padded, grad), (k, out)| {
-            let c = depthwise_channel(pb, k);
-            for n in 0..pb.n {
-                padded.fill(pb, &x[pb.x_index(n, c, 0, 0)..][..hw]);
-                let g = &dy[pb.y_index(n, k, 0, 0)..][..pq];
-                if [sh, sw] == [1, 1] {
-                    // dY at the padded width (zero past Q): each tap is one long dot.
-                    grad.fill_output_layout(g, pb.q);
-                    let len = flat_len(pb, padded.width);
-                    for r in 0..pb.r {
-                        for s in 0..pb.s {
-                            let src = &padded.data[tap_offset(pb, padded.width, r, s)..];
-                            out[r * pb.s + s] += strided_dot(&grad.data[..len], src, 1);
-                        }
-                    }
-                    continue;
-                }
-                for r in 0..pb.r {
-                    for s in 0..pb.s {
-                        let mut acc = 0f32;
-                        for (p, g_row) in g.chunks_exact(pb.q).enumerate() {
-                            acc += strided_dot(g_row, padded.row(p * sh + r * dh, s * dw), sw);
-                        }
-                        out[r * pb.s + s] += acc;
-                    }
-                }
-            }
-        },
-    );
-    dwt
 }

@@ -17,3 +17,21 @@ impl Avx512 {
         None
     }
 }
+
+/// Proof that the running CPU has AVX2 and FMA. Made only by [`Avx2Fma::detect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Avx2Fma {
+    _proof: (),
+}
+
+impl Avx2Fma {
+    /// The token, when this CPU has AVX2 and FMA.
+    pub fn detect() -> Option<Avx2Fma> {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Some(Avx2Fma { _proof: () });
+        }
+        None
+    }
+}

@@ -3,16 +3,18 @@
 //! planes (`direct`, x86-64), im2col + GEMM for the rest, direct loops for depthwise.
 
 pub mod alloc;
+mod depthwise;
 #[cfg(target_arch = "x86_64")]
 mod direct;
 #[cfg(target_arch = "x86_64")]
 mod direct_depthwise;
 pub mod fast;
 pub mod isa;
-#[cfg(target_arch = "x86_64")]
 mod output;
+mod phases;
 pub mod reference;
 mod scratch;
+mod simd;
 pub mod tune;
 
 pub use scratch::release as release_scratch;
