@@ -282,6 +282,9 @@ fn every_cpu_candidate_matches_the_reference() {
         }
     }
     // The sweep reached the knobs, not only the heuristic.
+    for knob in ["im2col=yes", "im2col=no"] {
+        assert!(seen.iter().any(|c| c.contains(knob)), "{knob}: {seen:?}");
+    }
     if rayon::current_num_threads() > 1 {
         for knob in [
             "images=parallel",

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 
 use crate::cpu::alloc::{ensure_available, filled, vec_with_capacity};
 use crate::cpu::isa::Avx512;
+use crate::cpu::phases::PhaseGrid;
 use crate::cpu::scratch::Scratch;
 use crate::epilogue::{self, Addends, Epilogue};
 use crate::error::{Result, TensorRole};
@@ -73,6 +74,9 @@ pub struct CpuChoice {
     /// Portable weight gradient: images side by side in one GEMM (small planes), or one GEMM
     /// per image.
     pub side_by_side: Option<bool>,
+    /// Portable dense forward: a column matrix (im2col) and one GEMM, or one GEMM per tap
+    /// reading X's stride-phase planes in place (no column matrix).
+    pub im2col: Option<bool>,
 }
 
 impl CpuChoice {
@@ -81,6 +85,7 @@ impl CpuChoice {
         kernel: None,
         images_in_parallel: None,
         side_by_side: None,
+        im2col: None,
     };
 
     /// What runs `op` of `pb` under this choice, with every knob that matters set and the
@@ -106,10 +111,15 @@ impl CpuChoice {
         let can_split = rayon::current_num_threads() > 1 && pb.n > 1;
         let images_in_parallel = (can_split && side_by_side != Some(true))
             .then(|| self.images_in_parallel.unwrap_or(images_in_parallel(pb)));
+        let im2col = (op == Op::Forward && !pb.is_pointwise()).then(|| {
+            let parallel = images_in_parallel.unwrap_or(false);
+            self.im2col.unwrap_or(forward_im2col(pb, parallel))
+        });
         CpuChoice {
             kernel: Some(kernel),
             images_in_parallel,
             side_by_side,
+            im2col,
         }
     }
 
@@ -124,6 +134,7 @@ impl CpuChoice {
             _ if pb.is_depthwise() => "direct depthwise planes",
             _ if direct => "direct AVX-512",
             _ if pb.is_pointwise() => "gemm on X (1x1)",
+            _ if r.im2col == Some(false) => "gemm per tap on phase planes",
             _ => "im2col + gemm",
         };
         let spread = match (r.side_by_side, r.images_in_parallel) {
@@ -149,6 +160,12 @@ impl CpuChoice {
             .unwrap_or_else(|| CpuKernel::for_problem(pb, op))
     }
 
+    /// Whether the portable dense forward builds a column matrix.
+    fn im2col(&self, pb: &ConvProblem) -> bool {
+        self.im2col
+            .unwrap_or_else(|| forward_im2col(pb, self.parallel(pb)))
+    }
+
     fn parallel(&self, pb: &ConvProblem) -> bool {
         self.images_in_parallel
             .unwrap_or_else(|| images_in_parallel(pb))
@@ -157,7 +174,7 @@ impl CpuChoice {
 
 impl std::fmt::Display for CpuChoice {
     /// `heuristic`, or the set knobs: `kernel=direct|portable images=parallel|serial
-    /// batched=yes|no`.
+    /// batched=yes|no im2col=yes|no`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut parts = Vec::new();
         if let Some(k) = self.kernel {
@@ -176,6 +193,9 @@ impl std::fmt::Display for CpuChoice {
         if let Some(b) = self.side_by_side {
             parts.push(if b { "batched=yes" } else { "batched=no" });
         }
+        if let Some(c) = self.im2col {
+            parts.push(if c { "im2col=yes" } else { "im2col=no" });
+        }
         if parts.is_empty() {
             return f.write_str("heuristic");
         }
@@ -188,11 +208,13 @@ impl std::str::FromStr for CpuChoice {
 
     /// The [`Display`](std::fmt::Display) form.
     fn from_str(text: &str) -> Result<Self> {
-        let bad = || crate::error::Error::InvalidSetting {
+        let bad = || {
+            crate::error::Error::InvalidSetting {
             name: "CPU tuning choice",
             value: text.to_string(),
             expected:
-                "heuristic, or kernel=direct|portable / images=parallel|serial / batched=yes|no",
+                "heuristic, or kernel=direct|portable / images=parallel|serial / batched=yes|no / im2col=yes|no",
+        }
         };
         let mut c = CpuChoice::HEURISTIC;
         if text.trim() == "heuristic" {
@@ -206,6 +228,8 @@ impl std::str::FromStr for CpuChoice {
                 Some(("images", "serial")) => c.images_in_parallel = Some(false),
                 Some(("batched", "yes")) => c.side_by_side = Some(true),
                 Some(("batched", "no")) => c.side_by_side = Some(false),
+                Some(("im2col", "yes")) => c.im2col = Some(true),
+                Some(("im2col", "no")) => c.im2col = Some(false),
                 _ => return Err(bad()),
             }
         }
@@ -214,6 +238,15 @@ impl std::str::FromStr for CpuChoice {
         }
         Ok(c)
     }
+}
+
+/// The portable dense forward's default: a column matrix, except when every thread works in
+/// each image's GEMMs on a large plane. There the per-tap GEMMs reading X in place ran the U-Net
+/// 3×3 layer with batch 1 (C=128, 64×64, K=64) about 2× faster (PERFORMANCE.md, #cpu-taps);
+/// with images across threads, and on small planes (whose flat rows carry more dropped
+/// columns), the column matrix was as fast or faster.
+fn forward_im2col(pb: &ConvProblem, images_in_parallel: bool) -> bool {
+    images_in_parallel || pb.p * pb.q < SMALL_PLANE
 }
 
 /// Whether the direct kernels cover the dense input gradient of `pb` (stride 1, padding within
@@ -526,6 +559,8 @@ pub fn forward_choice(
     let _ = kernel;
     let mut y = if pb.is_depthwise() {
         crate::cpu::depthwise::forward(pb, x, w)
+    } else if !pb.is_pointwise() && !choice.im2col(pb) {
+        forward_taps(pb, x, w, choice.parallel(pb))?
     } else {
         let (cg, kg, pq) = (pb.c_per_group(), pb.k_per_group(), pb.p * pb.q);
         let crs = cg * pb.r * pb.s;
@@ -554,6 +589,63 @@ pub fn forward_choice(
         y
     };
     add_bias(pb, &mut y, bias);
+    Ok(y)
+}
+
+/// The dense forward without a column matrix: per tap (r, s), Y += W[:, :, r, s] · X_rs, where
+/// X_rs is a strided view of X's zero-bordered stride-phase planes (rows: channels, columns:
+/// outputs laid out flat at the phase width), so one GEMM per tap reads X in place. The flat
+/// columns past Q are computed and dropped.
+fn forward_taps(pb: &ConvProblem, x: &[f32], w: &[f32], parallel: bool) -> Result<Vec<f32>> {
+    let (cg, kg, pq, rs) = (pb.c_per_group(), pb.k_per_group(), pb.p * pb.q, pb.r * pb.s);
+    let crs = cg * rs;
+    let grid = PhaseGrid::new(pb);
+    let plane_len = grid.plane_len();
+    let planes_len = PhaseGrid::count(pb) * pb.c * plane_len;
+    let flat = (pb.p - 1) * grid.width + pb.q;
+    let mut y = filled(pb.y_len(), 0f32, "output y")?;
+    for_each_image(
+        parallel,
+        &mut y,
+        pb.k * pq,
+        planes_len + kg * flat,
+        |n, y_n, scratch, threads| {
+            let (planes, y_flat) = scratch.split_at_mut(planes_len);
+            for_each_chunk(planes, plane_len, threads, |i, plane| {
+                let c = i % pb.c;
+                let src = &x[pb.x_index(n, c, 0, 0)..][..pb.h * pb.w];
+                grid.fill(pb, src, i / pb.c, plane);
+            });
+            let y_flat = &mut y_flat[..kg * flat];
+            for g in 0..pb.params.groups {
+                for t in 0..rs {
+                    let (phase, shift) = grid.tap(pb, t / pb.s, t % pb.s);
+                    let start = (phase * pb.c + g * cg) * plane_len + shift;
+                    let w_t = Mat {
+                        data: &w[g * kg * crs + t..],
+                        rows: kg,
+                        cols: cg,
+                        row_stride: crs,
+                        col_stride: rs,
+                    };
+                    let x_t = Mat {
+                        data: &planes[start..],
+                        rows: cg,
+                        cols: flat,
+                        row_stride: plane_len,
+                        col_stride: 1,
+                    };
+                    sgemm(y_flat, w_t, x_t, t > 0, threads);
+                }
+                let y_ng = &mut y_n[g * kg * pq..][..kg * pq];
+                for (y_k, flat_k) in y_ng.chunks_exact_mut(pq).zip(y_flat.chunks_exact(flat)) {
+                    for (p, row) in y_k.chunks_exact_mut(pb.q).enumerate() {
+                        row.copy_from_slice(&flat_k[p * grid.width..][..pb.q]);
+                    }
+                }
+            }
+        },
+    );
     Ok(y)
 }
 

@@ -80,14 +80,17 @@ impl CpuTuner {
         for kernel in [CpuKernel::Direct, CpuKernel::Portable] {
             for images in [Some(true), Some(false)] {
                 for batched in [Some(true), Some(false)] {
-                    let c = CpuChoice {
-                        kernel: Some(kernel),
-                        images_in_parallel: images,
-                        side_by_side: batched,
-                    }
-                    .resolve(op, problem);
-                    if !out.contains(&c) {
-                        out.push(c);
+                    for im2col in [Some(true), Some(false)] {
+                        let c = CpuChoice {
+                            kernel: Some(kernel),
+                            images_in_parallel: images,
+                            side_by_side: batched,
+                            im2col,
+                        }
+                        .resolve(op, problem);
+                        if !out.contains(&c) {
+                            out.push(c);
+                        }
                     }
                 }
             }
@@ -195,6 +198,7 @@ mod tests {
                 kernel: Some(CpuKernel::Portable),
                 images_in_parallel: Some(false),
                 side_by_side: Some(true),
+                im2col: Some(false),
             },
             CpuChoice {
                 kernel: Some(CpuKernel::Direct),
@@ -208,6 +212,7 @@ mod tests {
             "kernel=fast",
             "images=2",
             "batched",
+            "im2col=maybe",
             "heuristic kernel=direct",
         ] {
             assert!(bad.parse::<CpuChoice>().is_err(), "{bad:?}");
