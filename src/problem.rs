@@ -316,6 +316,34 @@ impl ConvProblem {
             && self.params.stride == [1, 1]
             && self.params.padding == [0, 0, 0, 0]
     }
+    /// The input gradient of a stride-1 problem as a forward problem: dX = conv(dY, W′) with
+    /// W′[g·Cg + c, k, r, s] = W[g·Kg + k, c, R−1−r, S−1−s] and each side padded by
+    /// (R−1)·dh − pad (or (S−1)·dw − pad), which gives back H × W. `None` for strided problems or
+    /// when a padding exceeds the kernel's reach (the mirrored padding would be negative).
+    pub fn input_grad_as_forward(&self) -> Option<ConvProblem> {
+        if self.params.stride != [1, 1] {
+            return None;
+        }
+        let [dh, dw] = self.params.dilation;
+        let [top, left, bottom, right] = self.params.padding;
+        let (reach_h, reach_w) = ((self.r - 1) * dh, (self.s - 1) * dw);
+        let mirrored = [
+            reach_h.checked_sub(top)?,
+            reach_w.checked_sub(left)?,
+            reach_h.checked_sub(bottom)?,
+            reach_w.checked_sub(right)?,
+        ];
+        let params = self
+            .params
+            .padding_tlbr(mirrored[0], mirrored[1], mirrored[2], mirrored[3]);
+        let fwd = ConvProblem::new(
+            &[self.n, self.k, self.p, self.q],
+            &[self.c, self.k_per_group(), self.r, self.s],
+            params,
+        )
+        .ok()?;
+        (fwd.p == self.h && fwd.q == self.w).then_some(fwd)
+    }
     /// One input channel per group (groups = C): depthwise, with K/C output channels per input.
     pub fn is_depthwise(&self) -> bool {
         self.c_per_group() == 1 && self.params.groups > 1

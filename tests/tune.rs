@@ -282,7 +282,7 @@ fn every_cpu_candidate_matches_the_reference() {
         }
     }
     // The sweep reached the knobs, not only the heuristic.
-    for knob in ["im2col=yes", "im2col=no"] {
+    for knob in ["columns=yes", "columns=no"] {
         assert!(seen.iter().any(|c| c.contains(knob)), "{knob}: {seen:?}");
     }
     if rayon::current_num_threads() > 1 {

@@ -31,7 +31,7 @@ const LANES: usize = 16;
 /// most of each flat tile to be real outputs (≥ 85 %: ResNet 56×56 and 28×28 planes yes, 14×14
 /// and 7×7 no); the weight gradient also needs runs long enough (≥ 512 per image) to amortise
 /// each tile's horizontal sums; the input gradient runs as a forward (stride 1 only, see
-/// [`input_grad_as_forward`]).
+/// [`ConvProblem::input_grad_as_forward`]).
 pub fn suits(pb: &ConvProblem, op: Op) -> bool {
     let outputs = pb.p * pb.q;
     let flat = PhasePlanes::flat_len(pb);
@@ -41,58 +41,17 @@ pub fn suits(pb: &ConvProblem, op: Op) -> bool {
             let jw = flat.next_multiple_of(LANES);
             100 * outputs >= 85 * jw && jw >= 512
         }
-        Op::InputGrad => input_grad_as_forward(pb).is_some_and(|f| suits(&f, Op::Forward)),
+        Op::InputGrad => pb
+            .input_grad_as_forward()
+            .is_some_and(|f| suits(&f, Op::Forward)),
         Op::BiasGrad => false,
     }
 }
 
-/// The input gradient of a stride-1 problem as a forward problem: dX = conv(dY, W′) with
-/// W′[g·Cg + c, k, r, s] = W[g·Kg + k, c, R−1−r, S−1−s] and each side padded by
-/// (R−1)·dh − pad (or (S−1)·dw − pad), which gives back H × W. `None` for strided problems or
-/// when a padding exceeds the kernel's reach (the mirrored padding would be negative).
-pub fn input_grad_as_forward(pb: &ConvProblem) -> Option<ConvProblem> {
-    if pb.params.stride != [1, 1] {
-        return None;
-    }
-    let [dh, dw] = pb.params.dilation;
-    let [top, left, bottom, right] = pb.params.padding;
-    let (reach_h, reach_w) = ((pb.r - 1) * dh, (pb.s - 1) * dw);
-    let mirrored = [
-        reach_h.checked_sub(top)?,
-        reach_w.checked_sub(left)?,
-        reach_h.checked_sub(bottom)?,
-        reach_w.checked_sub(right)?,
-    ];
-    let params = pb
-        .params
-        .padding_tlbr(mirrored[0], mirrored[1], mirrored[2], mirrored[3]);
-    let fwd = ConvProblem::new(
-        &[pb.n, pb.k, pb.p, pb.q],
-        &[pb.c, pb.k_per_group(), pb.r, pb.s],
-        params,
-    )
-    .ok()?;
-    (fwd.p == pb.h && fwd.q == pb.w).then_some(fwd)
-}
-
-/// dX for a problem [`input_grad_as_forward`] accepts (else `None`).
+/// dX for a problem [`ConvProblem::input_grad_as_forward`] accepts (else `None`).
 pub fn input_grad(cpu: Avx512, pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Option<Vec<f32>> {
-    let fwd = input_grad_as_forward(pb)?;
-    let (cg, kg, rs) = (pb.c_per_group(), pb.k_per_group(), pb.r * pb.s);
-    // W′: per group, input and output channels swapped, taps mirrored.
-    let mut flipped = vec![0f32; w.len()];
-    flipped
-        .par_chunks_mut(kg * rs)
-        .enumerate()
-        .for_each(|(c_all, dst)| {
-            let (g, c) = (c_all / cg, c_all % cg);
-            for k in 0..kg {
-                let src = &w[((g * kg + k) * cg + c) * rs..][..rs];
-                for (d, v) in dst[k * rs..][..rs].iter_mut().zip(src.iter().rev()) {
-                    *d = *v;
-                }
-            }
-        });
+    let fwd = pb.input_grad_as_forward()?;
+    let flipped = crate::cpu::fast::flipped_for_input_grad(pb, w);
     Some(forward(cpu, &fwd, dy, &flipped, None))
 }
 

@@ -74,9 +74,10 @@ pub struct CpuChoice {
     /// Portable weight gradient: images side by side in one GEMM (small planes), or one GEMM
     /// per image.
     pub side_by_side: Option<bool>,
-    /// Portable dense forward: a column matrix (im2col) and one GEMM, or one GEMM per tap
-    /// reading X's stride-phase planes in place (no column matrix).
-    pub im2col: Option<bool>,
+    /// Portable dense forward and stride-1 input gradient: a column matrix (im2col, or col2im
+    /// for the input gradient) and one GEMM, or one GEMM per tap reading X's (or, for the
+    /// input gradient as a forward, dY's) stride-phase planes in place.
+    pub columns: Option<bool>,
 }
 
 impl CpuChoice {
@@ -85,7 +86,7 @@ impl CpuChoice {
         kernel: None,
         images_in_parallel: None,
         side_by_side: None,
-        im2col: None,
+        columns: None,
     };
 
     /// What runs `op` of `pb` under this choice, with every knob that matters set and the
@@ -111,15 +112,15 @@ impl CpuChoice {
         let can_split = rayon::current_num_threads() > 1 && pb.n > 1;
         let images_in_parallel = (can_split && side_by_side != Some(true))
             .then(|| self.images_in_parallel.unwrap_or(images_in_parallel(pb)));
-        let im2col = (op == Op::Forward && !pb.is_pointwise()).then(|| {
+        let columns = taps_cover(op, pb).then(|| {
             let parallel = images_in_parallel.unwrap_or(false);
-            self.im2col.unwrap_or(forward_im2col(pb, parallel))
+            self.columns.unwrap_or(columns_default(op, pb, parallel))
         });
         CpuChoice {
             kernel: Some(kernel),
             images_in_parallel,
             side_by_side,
-            im2col,
+            columns,
         }
     }
 
@@ -134,7 +135,10 @@ impl CpuChoice {
             _ if pb.is_depthwise() => "direct depthwise planes",
             _ if direct => "direct AVX-512",
             _ if pb.is_pointwise() => "gemm on X (1x1)",
-            _ if r.im2col == Some(false) => "gemm per tap on phase planes",
+            _ if r.columns == Some(false) && op == Op::InputGrad => {
+                "as a forward: gemm per tap on phase planes"
+            }
+            _ if r.columns == Some(false) => "gemm per tap on phase planes",
             _ => "im2col + gemm",
         };
         let spread = match (r.side_by_side, r.images_in_parallel) {
@@ -160,10 +164,13 @@ impl CpuChoice {
             .unwrap_or_else(|| CpuKernel::for_problem(pb, op))
     }
 
-    /// Whether the portable dense forward builds a column matrix.
-    fn im2col(&self, pb: &ConvProblem) -> bool {
-        self.im2col
-            .unwrap_or_else(|| forward_im2col(pb, self.parallel(pb)))
+    /// Whether the portable dense `op` builds a column matrix (always, where the per-tap
+    /// GEMMs do not cover it).
+    fn columns(&self, op: Op, pb: &ConvProblem) -> bool {
+        !taps_cover(op, pb)
+            || self
+                .columns
+                .unwrap_or_else(|| columns_default(op, pb, self.parallel(pb)))
     }
 
     fn parallel(&self, pb: &ConvProblem) -> bool {
@@ -174,7 +181,7 @@ impl CpuChoice {
 
 impl std::fmt::Display for CpuChoice {
     /// `heuristic`, or the set knobs: `kernel=direct|portable images=parallel|serial
-    /// batched=yes|no im2col=yes|no`.
+    /// batched=yes|no columns=yes|no`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut parts = Vec::new();
         if let Some(k) = self.kernel {
@@ -193,8 +200,8 @@ impl std::fmt::Display for CpuChoice {
         if let Some(b) = self.side_by_side {
             parts.push(if b { "batched=yes" } else { "batched=no" });
         }
-        if let Some(c) = self.im2col {
-            parts.push(if c { "im2col=yes" } else { "im2col=no" });
+        if let Some(c) = self.columns {
+            parts.push(if c { "columns=yes" } else { "columns=no" });
         }
         if parts.is_empty() {
             return f.write_str("heuristic");
@@ -213,7 +220,7 @@ impl std::str::FromStr for CpuChoice {
             name: "CPU tuning choice",
             value: text.to_string(),
             expected:
-                "heuristic, or kernel=direct|portable / images=parallel|serial / batched=yes|no / im2col=yes|no",
+                "heuristic, or kernel=direct|portable / images=parallel|serial / batched=yes|no / columns=yes|no",
         }
         };
         let mut c = CpuChoice::HEURISTIC;
@@ -228,8 +235,8 @@ impl std::str::FromStr for CpuChoice {
                 Some(("images", "serial")) => c.images_in_parallel = Some(false),
                 Some(("batched", "yes")) => c.side_by_side = Some(true),
                 Some(("batched", "no")) => c.side_by_side = Some(false),
-                Some(("im2col", "yes")) => c.im2col = Some(true),
-                Some(("im2col", "no")) => c.im2col = Some(false),
+                Some(("columns", "yes")) => c.columns = Some(true),
+                Some(("columns", "no")) => c.columns = Some(false),
                 _ => return Err(bad()),
             }
         }
@@ -240,20 +247,35 @@ impl std::str::FromStr for CpuChoice {
     }
 }
 
-/// The portable dense forward's default: a column matrix, except when every thread works in
-/// each image's GEMMs on a large plane. There the per-tap GEMMs reading X in place ran the U-Net
-/// 3×3 layer with batch 1 (C=128, 64×64, K=64) about 2× faster (PERFORMANCE.md, #cpu-taps);
-/// with images across threads, and on small planes (whose flat rows carry more dropped
-/// columns), the column matrix was as fast or faster.
-fn forward_im2col(pb: &ConvProblem, images_in_parallel: bool) -> bool {
-    images_in_parallel || pb.p * pb.q < SMALL_PLANE
+/// Whether the per-tap GEMMs ([`forward_taps`]) can run `op` of the dense problem `pb`: the
+/// forward of any problem with a kernel wider than 1×1 (a pointwise one needs no column
+/// matrix anyway), the input gradient where it is a stride-1 forward
+/// ([`ConvProblem::input_grad_as_forward`]).
+fn taps_cover(op: Op, pb: &ConvProblem) -> bool {
+    !pb.is_depthwise()
+        && !pb.is_pointwise()
+        && match op {
+            Op::Forward => true,
+            Op::InputGrad => pb.input_grad_as_forward().is_some(),
+            _ => false,
+        }
+}
+
+/// The column matrix is the default, except for a forward whose threads all work in each
+/// image's GEMMs on a large plane. There the per-tap GEMMs reading X in place ran the U-Net 3×3
+/// forward with batch 1 (C=128, 64×64, K=64) about 2× faster (PERFORMANCE.md, #cpu-taps); with
+/// images across threads, on small planes (whose flat rows carry more dropped columns), and for
+/// the same layer's input gradient (whose per-tap GEMMs reduce over only K=64), the column
+/// matrix was as fast or faster.
+fn columns_default(op: Op, pb: &ConvProblem, images_in_parallel: bool) -> bool {
+    op != Op::Forward || images_in_parallel || pb.p * pb.q < SMALL_PLANE
 }
 
 /// Whether the direct kernels cover the dense input gradient of `pb` (stride 1, padding within
 /// the kernel's reach).
 fn direct_input_grad_covers(pb: &ConvProblem) -> bool {
     #[cfg(target_arch = "x86_64")]
-    return crate::cpu::direct::input_grad_as_forward(pb).is_some();
+    return pb.input_grad_as_forward().is_some();
     #[cfg(not(target_arch = "x86_64"))]
     return {
         let _ = pb;
@@ -559,7 +581,7 @@ pub fn forward_choice(
     let _ = kernel;
     let mut y = if pb.is_depthwise() {
         crate::cpu::depthwise::forward(pb, x, w)
-    } else if !pb.is_pointwise() && !choice.im2col(pb) {
+    } else if !choice.columns(Op::Forward, pb) {
         forward_taps(pb, x, w, choice.parallel(pb))?
     } else {
         let (cg, kg, pq) = (pb.c_per_group(), pb.k_per_group(), pb.p * pb.q);
@@ -594,8 +616,10 @@ pub fn forward_choice(
 
 /// The dense forward without a column matrix: per tap (r, s), Y += W[:, :, r, s] · X_rs, where
 /// X_rs is a strided view of X's zero-bordered stride-phase planes (rows: channels, columns:
-/// outputs laid out flat at the phase width), so one GEMM per tap reads X in place. The flat
-/// columns past Q are computed and dropped.
+/// outputs laid out flat at the phase width), so the GEMMs read X in place. The flat columns
+/// past Q are computed and dropped. The flat outputs go in column blocks sized so that a
+/// block's Y and X_rs stay in L2 across the taps; with every thread in one image, the blocks
+/// run across the threads.
 fn forward_taps(pb: &ConvProblem, x: &[f32], w: &[f32], parallel: bool) -> Result<Vec<f32>> {
     let (cg, kg, pq, rs) = (pb.c_per_group(), pb.k_per_group(), pb.p * pb.q, pb.r * pb.s);
     let crs = cg * rs;
@@ -603,12 +627,22 @@ fn forward_taps(pb: &ConvProblem, x: &[f32], w: &[f32], parallel: bool) -> Resul
     let plane_len = grid.plane_len();
     let planes_len = PhaseGrid::count(pb) * pb.c * plane_len;
     let flat = (pb.p - 1) * grid.width + pb.q;
+    // About 256 KiB of Y and X_rs per block.
+    let block = ((1 << 16) / (kg + cg)).next_multiple_of(64).min(flat);
+    let blocks = flat.div_ceil(block);
+    // W as [group][tap][k][c], so each tap's matrix is contiguous.
+    let mut w_taps = filled(pb.w_len(), 0f32, "weights by tap")?;
+    for (i, v) in w.iter().enumerate() {
+        let (gk, c, t) = (i / crs, i % crs / rs, i % rs);
+        let (g, k) = (gk / kg, gk % kg);
+        w_taps[((g * rs + t) * kg + k) * cg + c] = *v;
+    }
     let mut y = filled(pb.y_len(), 0f32, "output y")?;
     for_each_image(
         parallel,
         &mut y,
         pb.k * pq,
-        planes_len + kg * flat,
+        planes_len + blocks * kg * block,
         |n, y_n, scratch, threads| {
             let (planes, y_flat) = scratch.split_at_mut(planes_len);
             for_each_chunk(planes, plane_len, threads, |i, plane| {
@@ -616,37 +650,67 @@ fn forward_taps(pb: &ConvProblem, x: &[f32], w: &[f32], parallel: bool) -> Resul
                 let src = &x[pb.x_index(n, c, 0, 0)..][..pb.h * pb.w];
                 grid.fill(pb, src, i / pb.c, plane);
             });
-            let y_flat = &mut y_flat[..kg * flat];
+            let y_flat = &mut y_flat[..blocks * kg * block];
             for g in 0..pb.params.groups {
-                for t in 0..rs {
-                    let (phase, shift) = grid.tap(pb, t / pb.s, t % pb.s);
-                    let start = (phase * pb.c + g * cg) * plane_len + shift;
-                    let w_t = Mat {
-                        data: &w[g * kg * crs + t..],
-                        rows: kg,
-                        cols: cg,
-                        row_stride: crs,
-                        col_stride: rs,
-                    };
-                    let x_t = Mat {
-                        data: &planes[start..],
-                        rows: cg,
-                        cols: flat,
-                        row_stride: plane_len,
-                        col_stride: 1,
-                    };
-                    sgemm(y_flat, w_t, x_t, t > 0, threads);
-                }
+                let w_g = &w_taps[g * kg * crs..][..kg * crs];
+                for_each_chunk(y_flat, kg * block, threads, |b, out| {
+                    let (j0, len) = (b * block, block.min(flat - b * block));
+                    let out = &mut out[..kg * len];
+                    for t in 0..rs {
+                        let (phase, shift) = grid.tap(pb, t / pb.s, t % pb.s);
+                        let start = (phase * pb.c + g * cg) * plane_len + shift + j0;
+                        let x_t = Mat {
+                            data: &planes[start..],
+                            rows: cg,
+                            cols: len,
+                            row_stride: plane_len,
+                            col_stride: 1,
+                        };
+                        let w_t = Mat::row_major(&w_g[t * kg * cg..][..kg * cg], kg, cg);
+                        sgemm(out, w_t, x_t, t > 0, Threads::One);
+                    }
+                });
+                // Each block's rows (one per output channel) into the rows of Y it covers.
                 let y_ng = &mut y_n[g * kg * pq..][..kg * pq];
-                for (y_k, flat_k) in y_ng.chunks_exact_mut(pq).zip(y_flat.chunks_exact(flat)) {
-                    for (p, row) in y_k.chunks_exact_mut(pb.q).enumerate() {
-                        row.copy_from_slice(&flat_k[p * grid.width..][..pb.q]);
+                for (b, out) in y_flat.chunks_exact(kg * block).enumerate() {
+                    let (j0, len) = (b * block, block.min(flat - b * block));
+                    for p in j0 / grid.width..=(j0 + len - 1) / grid.width {
+                        let row = p * grid.width;
+                        let (from, to) = (j0.max(row), (j0 + len).min(row + pb.q));
+                        if from >= to {
+                            continue;
+                        }
+                        for k in 0..kg {
+                            let src = &out[k * len + from - j0..][..to - from];
+                            y_ng[k * pq + p * pb.q + from - row..][..to - from]
+                                .copy_from_slice(src);
+                        }
                     }
                 }
             }
         },
     );
     Ok(y)
+}
+
+/// W′ of [`ConvProblem::input_grad_as_forward`]: W′[g·Cg + c, k, r, s] = W[g·Kg + k, c, R−1−r,
+/// S−1−s] (per group, input and output channels swapped, taps mirrored).
+pub(crate) fn flipped_for_input_grad(pb: &ConvProblem, w: &[f32]) -> Vec<f32> {
+    let (cg, kg, rs) = (pb.c_per_group(), pb.k_per_group(), pb.r * pb.s);
+    let mut flipped = vec![0f32; w.len()];
+    flipped
+        .par_chunks_mut(kg * rs)
+        .enumerate()
+        .for_each(|(c_all, dst)| {
+            let (g, c) = (c_all / cg, c_all % cg);
+            for k in 0..kg {
+                let src = &w[((g * kg + k) * cg + c) * rs..][..rs];
+                for (d, v) in dst[k * rs..][..rs].iter_mut().zip(src.iter().rev()) {
+                    *d = *v;
+                }
+            }
+        });
+    flipped
 }
 
 /// y[n, k, ·, ·] += bias[k].
@@ -713,6 +777,12 @@ pub fn input_grad_choice(
     let _ = kernel;
     if pb.is_depthwise() {
         return Ok(crate::cpu::depthwise::input_grad(pb, dy, w));
+    }
+    if !choice.columns(Op::InputGrad, pb) {
+        if let Some(fwd) = pb.input_grad_as_forward() {
+            let flipped = flipped_for_input_grad(pb, w);
+            return forward_taps(&fwd, dy, &flipped, choice.parallel(pb));
+        }
     }
     input_grad_gemm(choice, pb, dy, w)
 }

@@ -80,12 +80,12 @@ impl CpuTuner {
         for kernel in [CpuKernel::Direct, CpuKernel::Portable] {
             for images in [Some(true), Some(false)] {
                 for batched in [Some(true), Some(false)] {
-                    for im2col in [Some(true), Some(false)] {
+                    for columns in [Some(true), Some(false)] {
                         let c = CpuChoice {
                             kernel: Some(kernel),
                             images_in_parallel: images,
                             side_by_side: batched,
-                            im2col,
+                            columns,
                         }
                         .resolve(op, problem);
                         if !out.contains(&c) {
@@ -198,7 +198,7 @@ mod tests {
                 kernel: Some(CpuKernel::Portable),
                 images_in_parallel: Some(false),
                 side_by_side: Some(true),
-                im2col: Some(false),
+                columns: Some(false),
             },
             CpuChoice {
                 kernel: Some(CpuKernel::Direct),
@@ -212,7 +212,7 @@ mod tests {
             "kernel=fast",
             "images=2",
             "batched",
-            "im2col=maybe",
+            "columns=maybe",
             "heuristic kernel=direct",
         ] {
             assert!(bad.parse::<CpuChoice>().is_err(), "{bad:?}");
