@@ -215,13 +215,13 @@ impl std::str::FromStr for CpuChoice {
 
     /// The [`Display`](std::fmt::Display) form.
     fn from_str(text: &str) -> Result<Self> {
-        let bad = || {
-            crate::error::Error::InvalidSetting {
+        let bad = || crate::error::Error::InvalidSetting {
             name: "CPU tuning choice",
             value: text.to_string(),
-            expected:
-                "heuristic, or kernel=direct|portable / images=parallel|serial / batched=yes|no / columns=yes|no",
-        }
+            expected: concat!(
+                "heuristic, or kernel=direct|portable / images=parallel|serial / ",
+                "batched=yes|no / columns=yes|no"
+            ),
         };
         let mut c = CpuChoice::HEURISTIC;
         if text.trim() == "heuristic" {
@@ -859,9 +859,8 @@ pub fn weight_grad(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Result<Vec<f32>> 
 /// The direct kernels compute with flat layouts whose scratch columns multiply a zero dY by X
 /// values no term of PyTorch's sum contains; with a NaN or ±∞ in X those problems run the
 /// GEMM, whose columns hold exactly the terms (the portable depthwise kernel handles such a
-/// plane itself). The direct depthwise
-/// kernels skip the padding, so with a NaN or ±∞ in dY they run the GEMM too, whose zero
-/// padding columns give the dY·0 terms PyTorch's sum has.
+/// plane itself). The direct depthwise kernels skip the padding, so with a NaN or ±∞ in dY
+/// they run the GEMM too, whose zero padding columns give the dY·0 terms PyTorch's sum has.
 pub fn weight_grad_with(
     kernel: CpuKernel,
     pb: &ConvProblem,

@@ -28,6 +28,7 @@ pub(crate) unsafe fn written_by(
 }
 
 /// `s` as a slice that a writer of [`written_by`]'s kind can take.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn as_uninit(s: &mut [f32]) -> &mut [MaybeUninit<f32>] {
     // SAFETY: MaybeUninit<f32> has f32's layout, and the writers only store initialised f32s,
     // so `s` stays initialised.

@@ -5,6 +5,7 @@
 //! Each output element is summed in a fixed order (term by term, lane by lane), so a result
 //! is bit-for-bit repeatable on one CPU; the FMA build rounds once per term, the baseline twice.
 
+#[cfg(target_arch = "x86_64")]
 use super::isa::Avx2Fma;
 
 /// One term of a gather: `weight · src[offset + i]` for output element i.
@@ -67,10 +68,12 @@ trait MulAdd {
 }
 
 /// One rounding (an FMA instruction; only where the target has one, else it is a libm call).
+#[cfg(target_arch = "x86_64")]
 struct Fused;
 /// Two roundings.
 struct Separate;
 
+#[cfg(target_arch = "x86_64")]
 impl MulAdd for Fused {
     #[inline(always)]
     fn mul_add(a: f32, b: f32, c: f32) -> f32 {
