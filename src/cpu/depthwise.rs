@@ -23,14 +23,14 @@ use super::phases::PhaseGrid;
 use super::simd::{self, Term};
 use crate::problem::{has_nonfinite, ConvProblem};
 
-/// The phase planes of one input plane, one after another in `buf`, and the flat offset of each
-/// tap's read in them.
+/// The phase planes of one input plane, one after another in `buf`.
 fn fill_phases(pb: &ConvProblem, grid: &PhaseGrid, plane: &[f32], buf: &mut [f32]) {
     for (phase, dst) in buf.chunks_exact_mut(grid.plane_len()).enumerate() {
         grid.fill(pb, plane, phase, dst);
     }
 }
 
+/// The flat offset of each tap's read in the phase planes of [`fill_phases`].
 fn tap_offsets(pb: &ConvProblem, grid: &PhaseGrid) -> Vec<usize> {
     (0..pb.r * pb.s)
         .map(|t| {
@@ -38,11 +38,6 @@ fn tap_offsets(pb: &ConvProblem, grid: &PhaseGrid) -> Vec<usize> {
             phase * grid.plane_len() + shift
         })
         .collect()
-}
-
-/// Flat length of a P-row output laid out at `width` (the last row ends at Q).
-fn flat_len(pb: &ConvProblem, width: usize) -> usize {
-    (pb.p - 1) * width + pb.q
 }
 
 /// Copies a P×Q plane into rows of `width` (zero past Q), `top` rows and `left` columns in.
@@ -60,7 +55,7 @@ pub(crate) fn forward(pb: &ConvProblem, x: &[f32], w: &[f32]) -> Vec<f32> {
     }
     let grid = PhaseGrid::new(pb);
     let offsets = tap_offsets(pb, &grid);
-    let len = flat_len(pb, grid.width);
+    let len = grid.flat_len(pb);
     let buf_len = PhaseGrid::count(pb) * grid.plane_len();
     let write = |y: &mut [MaybeUninit<f32>]| {
         y.par_chunks_mut(pq).enumerate().for_each_init(
@@ -115,7 +110,7 @@ pub(crate) fn input_grad(pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Vec<f32> {
             || {
                 (
                     vec![0f32; kg * g_len],
-                    vec![0f32; sh * sw * out_len],
+                    vec![0f32; PhaseGrid::count(pb) * out_len],
                     Vec::new(),
                 )
             },
@@ -191,7 +186,7 @@ pub(crate) fn weight_grad(pb: &ConvProblem, dy: &[f32], x: &[f32]) -> Vec<f32> {
     }
     let grid = PhaseGrid::new(pb);
     let offsets = tap_offsets(pb, &grid);
-    let len = flat_len(pb, grid.width);
+    let len = grid.flat_len(pb);
     let buf_len = PhaseGrid::count(pb) * grid.plane_len();
     dwt.par_chunks_mut(rs).enumerate().for_each_init(
         || (vec![0f32; buf_len], vec![0f32; len]),

@@ -626,7 +626,7 @@ fn forward_taps(pb: &ConvProblem, x: &[f32], w: &[f32], parallel: bool) -> Resul
     let grid = PhaseGrid::new(pb);
     let plane_len = grid.plane_len();
     let planes_len = PhaseGrid::count(pb) * pb.c * plane_len;
-    let flat = (pb.p - 1) * grid.width + pb.q;
+    let flat = grid.flat_len(pb);
     // About 256 KiB of Y and X_rs per block.
     let block = ((1 << 16) / (kg + cg)).next_multiple_of(64).min(flat);
     let blocks = flat.div_ceil(block);

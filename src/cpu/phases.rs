@@ -31,6 +31,12 @@ impl PhaseGrid {
         self.rows * self.width
     }
 
+    /// Outputs laid out flat at the phase width, up to the last real one: (P − 1)·width + Q
+    /// (the columns past Q of each earlier row are computed and dropped).
+    pub fn flat_len(&self, pb: &ConvProblem) -> usize {
+        (pb.p - 1) * self.width + pb.q
+    }
+
     /// sh·sw.
     pub fn count(pb: &ConvProblem) -> usize {
         pb.params.stride[0] * pb.params.stride[1]
