@@ -312,8 +312,9 @@ fn batched_small_plane_weight_grad_matches_reference() {
     }
 }
 
-/// Large planes take the direct kernels where the CPU has AVX-512, and the direct weight
-/// gradient is bit-identical under 1 and 3 threads.
+/// Large planes take the direct kernels where the CPU has them (AVX-512: every pass; AVX2 and
+/// FMA: the forward and the stride-1 input gradient), and the direct weight gradient is
+/// bit-identical under 1 and 3 threads.
 #[test]
 fn direct_kernels_chosen_for_large_planes_and_deterministic() {
     let pb = ConvProblem::new(
@@ -322,15 +323,15 @@ fn direct_kernels_chosen_for_large_planes_and_deterministic() {
         ConvParams::default().padding(1, 1),
     )
     .unwrap();
-    let avx512 = cfg!(target_arch = "x86_64") && {
-        #[cfg(target_arch = "x86_64")]
-        let has = std::arch::is_x86_feature_detected!("avx512f");
-        #[cfg(not(target_arch = "x86_64"))]
-        let has = false;
-        has
-    };
+    #[cfg(target_arch = "x86_64")]
+    let (avx512, avx2) = (
+        std::arch::is_x86_feature_detected!("avx512f"),
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"),
+    );
+    #[cfg(not(target_arch = "x86_64"))]
+    let (avx512, avx2) = (false, false);
     for op in [Op::Forward, Op::InputGrad, Op::WeightGrad] {
-        let want = if avx512 {
+        let want = if avx512 || (avx2 && op != Op::WeightGrad) {
             CpuKernel::Direct
         } else {
             CpuKernel::Portable

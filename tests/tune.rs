@@ -234,7 +234,8 @@ fn the_cache_file_is_never_written_through_a_symlink() {
 }
 
 /// Every CPU candidate (kernel family, images across threads or inside each GEMM, images side
-/// by side) against the reference, over the named problems and a random sweep; each one's
+/// by side, column matrix or per-tap GEMMs, input gradient as a forward or col2im) against the
+/// reference, over the named problems and a random sweep; each one's
 /// weight gradient repeats bit for bit.
 #[test]
 fn every_cpu_candidate_matches_the_reference() {
@@ -282,7 +283,12 @@ fn every_cpu_candidate_matches_the_reference() {
         }
     }
     // The sweep reached the knobs, not only the heuristic.
-    for knob in ["columns=yes", "columns=no"] {
+    for knob in [
+        "columns=yes",
+        "columns=no",
+        "as-forward=yes",
+        "as-forward=no",
+    ] {
         assert!(seen.iter().any(|c| c.contains(knob)), "{knob}: {seen:?}");
     }
     if rayon::current_num_threads() > 1 {

@@ -308,7 +308,8 @@ pub fn bench(args: &BenchArgs) -> CliResult<()> {
         None => println!("GPU: not measured"),
     }
     println!(
-        "CPU: fast path (direct AVX-512 / im2col + gemm / depthwise planes), {} rayon threads",
+        "CPU: fast path (direct kernels: {} / im2col + gemm / depthwise planes), {} rayon threads",
+        gpuconv::cpu::fast::direct_isa(),
         rayon::current_num_threads()
     );
     println!("error: relative L2 against the f64 reference, computed this run (FAIL beyond 1e-5 / scaled max 1e-4)");

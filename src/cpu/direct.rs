@@ -1,24 +1,27 @@
-//! Direct AVX-512 kernels for the dense forward and weight gradient: no column matrix.
+//! Direct kernels for the dense forward and weight gradient: no column matrix. The forward
+//! (and the stride-1 input gradient as one) runs with AVX-512 or with AVX2 + FMA, one register
+//! tile per instruction set ([`ForwardTile`]); the weight gradient needs AVX-512.
 //!
 //! The input is copied once into zero-bordered planes split by stride phase (plane (a, b) holds
 //! padded rows a, a + sh, … and columns b, b + sw, …). In that layout every kernel tap of every
 //! output is a plain shift: output (p, q) sits at flat index j = p·width + q, and tap (r, s)
 //! reads its phase plane at j + shift(r, s). So the forward is, per tile of 6 output channels ×
-//! 64 flat outputs, a run of broadcast-weight × contiguous-load FMAs over (c, tap); the weight
+//! 64 flat outputs (AVX2: 6 × 16, four tiles in a row on the same weights), a run of
+//! broadcast-weight × contiguous-load FMAs over (c, tap); the weight
 //! gradient is, per 4 output channels × 6 (c, tap) columns, a run of contiguous dot products
 //! over j. Columns past Q (and the padding of the last chunk) are computed and dropped: the
 //! "flat" layout costs (width − Q)/width extra work.
 //!
-//! Counted per inner step: forward 4 vector loads + 6 broadcasts per 24 FMAs, weight gradient
-//! 10 loads per 24 FMAs, both within Zen 4's one-load-per-FMA budget, so the tiles run at the
-//! FMA rate when the operands sit in L1/L2 (blocking below keeps them there).
+//! Counted per inner step: forward 4 vector loads + 6 broadcasts per 24 FMAs (AVX2: 2 + 6 per
+//! 12), weight gradient 10 loads per 24 FMAs, all within Zen's one-load-per-FMA budget, so the
+//! tiles run at the FMA rate when the operands sit in L1/L2 (blocking below keeps them there).
 
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use crate::cpu::isa::Avx512;
+use crate::cpu::isa::{Avx2Fma, Avx512};
 use crate::cpu::output::written_by;
 use crate::cpu::phases::PhaseGrid;
 use crate::cpu::scratch::Scratch;
@@ -26,30 +29,36 @@ use crate::problem::{ConvProblem, Op};
 
 const LANES: usize = 16;
 
-/// Whether the direct kernels beat im2col + GEMM on `op` of `pb` (measured on the suite, see
-/// PERFORMANCE.md, [#cpu-direct]): they compute the scratch columns of the flat layout too, so they need
-/// most of each flat tile to be real outputs (≥ 85 %: ResNet 56×56 and 28×28 planes yes, 14×14
-/// and 7×7 no); the weight gradient also needs runs long enough (≥ 512 per image) to amortise
+/// Whether the direct kernels with tile `T` beat im2col + GEMM on `op` of `pb` (measured on
+/// the suite, see PERFORMANCE.md, [#cpu-direct] and [#cpu-direct-avx2]): they compute the
+/// scratch columns of the flat layout too, so they need most of each flat tile to be real
+/// outputs (`T::MIN_FILL`, 85 % with AVX-512 and 90 % with AVX2: ResNet 56×56 and 28×28 planes
+/// yes, 14×14 and 7×7 no); the weight gradient also needs runs long enough (≥ 512 per image) to amortise
 /// each tile's horizontal sums; the input gradient runs as a forward (stride 1 only, see
 /// [`ConvProblem::input_grad_as_forward`]).
-pub fn suits(pb: &ConvProblem, op: Op) -> bool {
+pub fn suits<T: ForwardTile>(pb: &ConvProblem, op: Op) -> bool {
     let outputs = pb.p * pb.q;
     let flat = PhasePlanes::flat_len(pb);
     match op {
-        Op::Forward => 100 * outputs >= 85 * flat.next_multiple_of(FWD_CHUNK),
+        Op::Forward => 100 * outputs >= T::MIN_FILL * flat.next_multiple_of(T::CHUNK),
         Op::WeightGrad => {
             let jw = flat.next_multiple_of(LANES);
             100 * outputs >= 85 * jw && jw >= 512
         }
         Op::InputGrad => pb
             .input_grad_as_forward()
-            .is_some_and(|f| suits(&f, Op::Forward)),
+            .is_some_and(|f| suits::<T>(&f, Op::Forward)),
         Op::BiasGrad => false,
     }
 }
 
 /// dX for a problem [`ConvProblem::input_grad_as_forward`] accepts (else `None`).
-pub fn input_grad(cpu: Avx512, pb: &ConvProblem, dy: &[f32], w: &[f32]) -> Option<Vec<f32>> {
+pub fn input_grad<T: ForwardTile>(
+    cpu: T,
+    pb: &ConvProblem,
+    dy: &[f32],
+    w: &[f32],
+) -> Option<Vec<f32>> {
     let fwd = pb.input_grad_as_forward()?;
     let flipped = crate::cpu::fast::flipped_for_input_grad(pb, w);
     Some(forward(cpu, &fwd, dy, &flipped, None))
@@ -129,22 +138,100 @@ impl SharedOut {
     }
 }
 
-/// Forward tile: output channels per tile and vectors of 16 flat outputs per tile.
-const FWD_K: usize = 6;
-const FWD_V: usize = 4;
-const FWD_CHUNK: usize = FWD_V * LANES;
+/// An instruction set's forward register tile: `K` output channels × `CHUNK` flat outputs,
+/// summed over (c, tap) as broadcast-weight × contiguous-load FMAs. Implemented by the CPU
+/// tokens, so only a CPU that has the instructions reaches a tile.
+pub trait ForwardTile: Copy + Send + Sync {
+    /// Output channels per tile.
+    const K: usize;
+    /// Flat outputs per tile.
+    const CHUNK: usize;
+    /// The least share of real outputs, in percent of the flat outputs rounded up to whole
+    /// tiles, at which the forward beats im2col + GEMM ([`suits`]).
+    const MIN_FILL: usize;
+
+    /// out[i·pitch + l] (+)= Σ_{c, t} weights[(c·T + t)·K + i] · x[c·plane_len + taps[t] + l]
+    /// over c < c_count and l < CHUNK, adding to what `out` holds when `accumulate`. Panics
+    /// unless `x` is readable up to (c_count − 1)·plane_len + max(taps) + CHUNK and the other
+    /// slices hold the tile.
+    fn tile(self, operands: TileOperands<'_>, out: &mut [f32], pitch: usize, accumulate: bool);
+}
+
+/// What one forward tile reads: `c_count` channels of X's phase planes from `x` on (pitch
+/// `plane_len`), each tap's offset in `taps`, and the packed weights [c][tap][K].
+pub struct TileOperands<'a> {
+    x: &'a [f32],
+    c_count: usize,
+    plane_len: usize,
+    taps: &'a [usize],
+    weights: &'a [f32],
+}
+
+impl TileOperands<'_> {
+    /// Panics unless the operands hold a tile of `k` channels × `chunk` outputs written at
+    /// row pitch `pitch` into `out`.
+    fn check(&self, k: usize, chunk: usize, out: &[f32], pitch: usize) {
+        let max_tap = self.taps.iter().copied().max().unwrap_or(0);
+        assert!(
+            self.c_count > 0
+                && self.x.len() >= (self.c_count - 1) * self.plane_len + max_tap + chunk
+                && self.weights.len() >= self.c_count * self.taps.len() * k
+                && pitch >= chunk
+                && out.len() >= (k - 1) * pitch + chunk
+        );
+    }
+}
+
+/// AVX-512: 6 channels × 4 vectors of 16 (24 of the 32 registers accumulate; 4 loads and 6
+/// broadcasts per 24 FMAs).
+impl ForwardTile for Avx512 {
+    const K: usize = 6;
+    const CHUNK: usize = 4 * LANES;
+    const MIN_FILL: usize = 85;
+
+    fn tile(self, operands: TileOperands<'_>, out: &mut [f32], pitch: usize, accumulate: bool) {
+        // SAFETY: the token proves AVX-512F.
+        unsafe { forward_tile_avx512(operands, out, pitch, accumulate) }
+    }
+}
+
+/// AVX2: 6 channels × 2 vectors of 8 (12 of the 16 registers accumulate, 2 hold X, 1 the
+/// broadcast weight; 2 loads and 6 broadcasts per 12 FMAs). 4 × 3 needs all 16 registers, and
+/// the compiler spilled an accumulator (60 against 100 GFLOP/s on resnet-3x3-28).
+impl ForwardTile for Avx2Fma {
+    const K: usize = AVX2_K;
+    const CHUNK: usize = AVX2_V * AVX2_LANES;
+    const MIN_FILL: usize = 90;
+
+    fn tile(self, operands: TileOperands<'_>, out: &mut [f32], pitch: usize, accumulate: bool) {
+        // SAFETY: the token proves AVX2 and FMA.
+        unsafe { forward_tile_avx2(operands, out, pitch, accumulate) }
+    }
+}
+
+const AVX2_LANES: usize = 8;
+const AVX2_K: usize = 6;
+const AVX2_V: usize = 2;
+
+/// Flat outputs per forward work item: one AVX-512 tile, several AVX2 tiles side by side
+/// (which run one after another with each tile's weights hot in L1).
+const FWD_ITEM: usize = 64;
+const _: () = assert!(
+    FWD_ITEM.is_multiple_of(<Avx512 as ForwardTile>::CHUNK)
+        && FWD_ITEM.is_multiple_of(<Avx2Fma as ForwardTile>::CHUNK)
+);
 /// Most output-channel tiles one forward work item covers (96 channels).
 const PART_K_BLOCKS: usize = 16;
 
 /// Y = conv(X, W) (+ bias), for any dense problem (any stride, padding, dilation, groups).
-pub fn forward(
-    cpu: Avx512,
+pub fn forward<T: ForwardTile>(
+    cpu: T,
     pb: &ConvProblem,
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
-    let _ = cpu;
+    let fwd_k = T::K;
     let (groups, cg, kg, taps) = (
         pb.params.groups,
         pb.c_per_group(),
@@ -152,34 +239,34 @@ pub fn forward(
         pb.r * pb.s,
     );
     let flat_len = PhasePlanes::flat_len(pb);
-    let chunks = flat_len.div_ceil(FWD_CHUNK);
-    let xs = PhasePlanes::new(pb, x, chunks * FWD_CHUNK);
-    let k_blocks = kg.div_ceil(FWD_K);
+    let chunks = flat_len.div_ceil(FWD_ITEM);
+    let xs = PhasePlanes::new(pb, x, chunks * FWD_ITEM);
+    let k_blocks = kg.div_ceil(fwd_k);
 
-    // Weights packed per (group, block of FWD_K output channels) as [c][tap][FWD_K], zero rows
+    // Weights packed per (group, block of fwd_k output channels) as [c][tap][fwd_k], zero rows
     // past K/g, so the tile reads them in order.
-    let block_len = cg * taps * FWD_K;
+    let block_len = cg * taps * fwd_k;
     let mut packed = Scratch::zeroed(groups * k_blocks * block_len);
     packed
         .par_chunks_mut(block_len)
         .enumerate()
         .for_each(|(gb, block)| {
             let (g, kb) = (gb / k_blocks, gb % k_blocks);
-            for i in 0..FWD_K.min(kg - kb * FWD_K) {
-                let k = g * kg + kb * FWD_K + i;
+            for i in 0..fwd_k.min(kg - kb * fwd_k) {
+                let k = g * kg + kb * fwd_k + i;
                 for ct in 0..cg * taps {
-                    block[ct * FWD_K + i] = w[k * cg * taps + ct];
+                    block[ct * fwd_k + i] = w[k * cg * taps + ct];
                 }
             }
         });
 
-    // Work: per (group, image, chunk of FWD_CHUNK flat outputs) every output channel, split
+    // Work: per (group, image, chunk of FWD_ITEM flat outputs) every output channel, split
     // into parts of at most PART_K_BLOCKS tiles for parallelism and to bound the weights one
     // part streams. Inside, channel blocks of about 144 (c, tap) steps run over every tile of
     // the part in turn: the block's input rows (~13 KB) stay in L1 across the part's tiles,
     // and each tile carries its sums from block to block in a small per-thread buffer. The
     // finished tiles are written straight into Y (+ bias), dropping the scratch columns.
-    let tile_len = FWD_K * FWD_CHUNK;
+    let tile_len = fwd_k * FWD_ITEM;
     let c_block = 144usize.div_ceil(taps);
     let parts = k_blocks.div_ceil(PART_K_BLOCKS);
     let write = |y: &mut [MaybeUninit<f32>]| {
@@ -195,7 +282,10 @@ pub fn forward(
                         region / chunks % pb.n,
                         region % chunks,
                     );
-                    let start = xs.channel(n, g * cg) + chunk * FWD_CHUNK;
+                    let start = xs.channel(n, g * cg) + chunk * FWD_ITEM;
+                    let chunk_start = chunk * FWD_ITEM;
+                    let chunk_end = (chunk_start + FWD_ITEM).min(flat_len);
+                    let subs = (chunk_end - chunk_start).div_ceil(T::CHUNK);
                     let first_block = part * PART_K_BLOCKS;
                     let blocks = PART_K_BLOCKS.min(k_blocks - first_block);
                     let tiles = &mut tiles[..blocks * tile_len];
@@ -203,30 +293,26 @@ pub fn forward(
                         let c_count = c_block.min(cg - c0);
                         for (i, tile) in tiles.chunks_exact_mut(tile_len).enumerate() {
                             let block = (g * k_blocks + first_block + i) * block_len;
-                            let weights = &packed[block + c0 * taps * FWD_K..block + block_len];
-                            let x = &xs.data[start + c0 * xs.plane_len..];
-                            // SAFETY: the `cpu` token proves AVX-512F. (forward_tile checks that
-                            // `x` reaches its furthest load, start + (cg − 1)·plane_len + max tap
-                            // + FWD_CHUNK − 1, inside `xs.data` by the slack PhasePlanes::new
-                            // adds.)
-                            unsafe {
-                                forward_tile(
-                                    x,
+                            let weights = &packed[block + c0 * taps * fwd_k..block + block_len];
+                            for m in 0..subs {
+                                // The tile checks that `x` reaches its furthest load, start +
+                                // (cg − 1)·plane_len + max tap + FWD_ITEM − 1, inside `xs.data`
+                                // by the slack PhasePlanes::new adds.
+                                let at = m * T::CHUNK;
+                                let operands = TileOperands {
+                                    x: &xs.data[start + at + c0 * xs.plane_len..],
                                     c_count,
-                                    xs.plane_len,
-                                    &xs.taps,
+                                    plane_len: xs.plane_len,
+                                    taps: &xs.taps,
                                     weights,
-                                    tile,
-                                    c0 > 0,
-                                )
-                            };
+                                };
+                                cpu.tile(operands, &mut tile[at..], FWD_ITEM, c0 > 0);
+                            }
                         }
                     }
                     // Flat index j of this chunk is output (j / width, j % width), kept when the
                     // column is below Q.
-                    let chunk_start = chunk * FWD_CHUNK;
-                    let chunk_end = (chunk_start + FWD_CHUNK).min(flat_len);
-                    for (kk, row) in (first_block * FWD_K..kg).zip(tiles.chunks_exact(FWD_CHUNK)) {
+                    for (kk, row) in (first_block * fwd_k..kg).zip(tiles.chunks_exact(FWD_ITEM)) {
                         let k = g * kg + kk;
                         let b = bias.map_or(0.0, |b| b[k]);
                         let plane = pb.y_index(n, k, 0, 0);
@@ -258,64 +344,130 @@ pub fn forward(
     unsafe { written_by(pb.y_len(), write) }
 }
 
-/// out[i·FWD_CHUNK + l] (+)= Σ_{c, t} weights[(c·T + t)·FWD_K + i] · x[c·plane_len + taps[t] + l]
-/// over c < c_count, adding to what `out` holds when `accumulate`. Panics unless `x` is
-/// readable up to (c_count − 1)·plane_len + max(taps) + FWD_CHUNK and the other slices hold
-/// the tile.
+/// [`ForwardTile::tile`] with 16-lane vectors.
+///
+/// # Safety
+/// The CPU has AVX-512F.
 #[target_feature(enable = "avx512f")]
-fn forward_tile(
-    x: &[f32],
-    c_count: usize,
-    plane_len: usize,
-    taps: &[usize],
-    weights: &[f32],
+unsafe fn forward_tile_avx512(
+    operands: TileOperands<'_>,
     out: &mut [f32],
+    pitch: usize,
     accumulate: bool,
 ) {
-    let max_tap = taps.iter().copied().max().unwrap_or(0);
-    assert!(
-        x.len() >= (c_count - 1) * plane_len + max_tap + FWD_CHUNK
-            && weights.len() >= c_count * taps.len() * FWD_K
-            && out.len() >= FWD_K * FWD_CHUNK
-    );
-    let mut acc = [[_mm512_setzero_ps(); FWD_V]; FWD_K];
+    const K: usize = <Avx512 as ForwardTile>::K;
+    const V: usize = <Avx512 as ForwardTile>::CHUNK / LANES;
+    const CHUNK: usize = <Avx512 as ForwardTile>::CHUNK;
+    operands.check(K, CHUNK, out, pitch);
+    let TileOperands {
+        x,
+        c_count,
+        plane_len,
+        taps,
+        weights,
+    } = operands;
+    let mut acc = [[_mm512_setzero_ps(); V]; K];
     if accumulate {
         for (i, acc) in acc.iter_mut().enumerate() {
             for (v, a) in acc.iter_mut().enumerate() {
-                let at = &out[i * FWD_CHUNK + v * LANES..][..LANES];
+                let at = &out[i * pitch + v * LANES..][..LANES];
                 // SAFETY: `at` holds the 16 floats the unaligned load reads.
                 *a = unsafe { _mm512_loadu_ps(at.as_ptr()) };
             }
         }
     }
     // Pointers walk the operands (wrapping arithmetic is safe; only the loads need the bounds
-    // asserted above), so the inner loop carries no per-tap bounds checks.
+    // checked above), so the inner loop carries no per-tap bounds checks.
     let mut wp = weights.as_ptr();
     for c in 0..c_count {
         let xc = x.as_ptr().wrapping_add(c * plane_len);
         for &tap in taps {
             let xt = xc.wrapping_add(tap);
-            let mut xv = [_mm512_setzero_ps(); FWD_V];
+            let mut xv = [_mm512_setzero_ps(); V];
             for (v, xv) in xv.iter_mut().enumerate() {
-                // SAFETY: xt + v·16 + 15 ≤ (c_count − 1)·plane_len + max(taps) + FWD_CHUNK − 1,
-                // inside `x` by the assert.
+                // SAFETY: xt + v·16 + 15 ≤ (c_count − 1)·plane_len + max(taps) + CHUNK − 1,
+                // inside `x` by the check.
                 *xv = unsafe { _mm512_loadu_ps(xt.wrapping_add(v * LANES)) };
             }
             for (i, acc) in acc.iter_mut().enumerate() {
-                // SAFETY: wp walks c_count·taps·FWD_K weights, inside `weights` by the assert.
+                // SAFETY: wp walks c_count·taps·K weights, inside `weights` by the check.
                 let wv = _mm512_set1_ps(unsafe { *wp.wrapping_add(i) });
                 for (a, xv) in acc.iter_mut().zip(&xv) {
                     *a = _mm512_fmadd_ps(wv, *xv, *a);
                 }
             }
-            wp = wp.wrapping_add(FWD_K);
+            wp = wp.wrapping_add(K);
         }
     }
     for (i, acc) in acc.iter().enumerate() {
         for (v, a) in acc.iter().enumerate() {
-            let at = &mut out[i * FWD_CHUNK + v * LANES..][..LANES];
+            let at = &mut out[i * pitch + v * LANES..][..LANES];
             // SAFETY: `at` holds the 16 floats the unaligned store writes.
             unsafe { _mm512_storeu_ps(at.as_mut_ptr(), *a) };
+        }
+    }
+}
+
+/// [`ForwardTile::tile`] with 8-lane vectors.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn forward_tile_avx2(
+    operands: TileOperands<'_>,
+    out: &mut [f32],
+    pitch: usize,
+    accumulate: bool,
+) {
+    const K: usize = AVX2_K;
+    const V: usize = AVX2_V;
+    const L: usize = AVX2_LANES;
+    const CHUNK: usize = V * L;
+    operands.check(K, CHUNK, out, pitch);
+    let TileOperands {
+        x,
+        c_count,
+        plane_len,
+        taps,
+        weights,
+    } = operands;
+    let mut acc = [[_mm256_setzero_ps(); V]; K];
+    if accumulate {
+        for (i, acc) in acc.iter_mut().enumerate() {
+            for (v, a) in acc.iter_mut().enumerate() {
+                let at = &out[i * pitch + v * L..][..L];
+                // SAFETY: `at` holds the 8 floats the unaligned load reads.
+                *a = unsafe { _mm256_loadu_ps(at.as_ptr()) };
+            }
+        }
+    }
+    // As in the AVX-512 tile: pointers walk the operands, bounds checked once above.
+    let mut wp = weights.as_ptr();
+    for c in 0..c_count {
+        let xc = x.as_ptr().wrapping_add(c * plane_len);
+        for &tap in taps {
+            let xt = xc.wrapping_add(tap);
+            let mut xv = [_mm256_setzero_ps(); V];
+            for (v, xv) in xv.iter_mut().enumerate() {
+                // SAFETY: xt + v·8 + 7 ≤ (c_count − 1)·plane_len + max(taps) + CHUNK − 1,
+                // inside `x` by the check.
+                *xv = unsafe { _mm256_loadu_ps(xt.wrapping_add(v * L)) };
+            }
+            for (i, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: wp walks c_count·taps·K weights, inside `weights` by the check.
+                let wv = _mm256_broadcast_ss(unsafe { &*wp.wrapping_add(i) });
+                for (a, xv) in acc.iter_mut().zip(&xv) {
+                    *a = _mm256_fmadd_ps(wv, *xv, *a);
+                }
+            }
+            wp = wp.wrapping_add(K);
+        }
+    }
+    for (i, acc) in acc.iter().enumerate() {
+        for (v, a) in acc.iter().enumerate() {
+            let at = &mut out[i * pitch + v * L..][..L];
+            // SAFETY: `at` holds the 8 floats the unaligned store writes.
+            unsafe { _mm256_storeu_ps(at.as_mut_ptr(), *a) };
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Where the CPU has AVX-512F, the direct kernels run ([`CpuKernel::for_problem`] decides):
 //! dense forward, weight gradient and stride-1 input gradient on large planes
-//! (`cpu/direct.rs`), and every depthwise layer (`cpu/direct_depthwise.rs`). The rest of the
+//! (`cpu/direct.rs`), and every depthwise layer (`cpu/direct_depthwise.rs`); with AVX2 and FMA
+//! only, the direct dense forward and stride-1 input gradient (8-lane tiles). The rest of the
 //! dense problems run as im2col + SGEMM (the `gemm` crate, multithreaded with rayon), one GEMM
 //! per (image, group): forward Y = W·col(X), input gradient col(dX) = Wᵀ·dY then col2im,
 //! weight gradient dW = Σₙ dY·col(X)ᵀ (for planes under 256 outputs, images side by side in
@@ -17,7 +18,7 @@
 use rayon::prelude::*;
 
 use crate::cpu::alloc::{ensure_available, filled, vec_with_capacity};
-use crate::cpu::isa::Avx512;
+use crate::cpu::isa::{Avx2Fma, Avx512};
 use crate::cpu::phases::PhaseGrid;
 use crate::cpu::scratch::Scratch;
 use crate::epilogue::{self, Addends, Epilogue};
@@ -29,10 +30,11 @@ pub use crate::cpu::reference::bias_grad;
 /// Which family of CPU kernels runs a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CpuKernel {
-    /// The direct AVX-512 kernels where they cover the problem: dense forward, weight gradient
-    /// and stride-1 input gradient on stride-phase planes with no column matrix
+    /// The direct kernels where they cover the problem: with AVX-512F, dense forward, weight
+    /// gradient and stride-1 input gradient on stride-phase planes with no column matrix
     /// (`cpu/direct.rs`), and all three passes of depthwise layers (`cpu/direct_depthwise.rs`);
-    /// the portable kernels for the rest. Needs an x86-64 CPU with AVX-512F; elsewhere it runs
+    /// with AVX2 and FMA only, the dense forward and stride-1 input gradient; the portable
+    /// kernels for the rest. Elsewhere (other CPUs, other passes) it runs
     /// [`CpuKernel::Portable`].
     Direct,
     /// im2col + SGEMM (the `gemm` crate) and the portable depthwise kernels: every CPU.
@@ -46,7 +48,7 @@ impl CpuKernel {
     /// operand), else portable.
     pub fn for_problem(pb: &ConvProblem, op: Op) -> Self {
         let direct = pb.is_depthwise() || (!pb.is_pointwise() && direct_suits(pb, op));
-        if Avx512::detect().is_some() && direct {
+        if direct_available(op, pb) && direct {
             CpuKernel::Direct
         } else {
             CpuKernel::Portable
@@ -67,17 +69,20 @@ pub fn describe(pb: &ConvProblem, op: Op) -> String {
 /// only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct CpuChoice {
-    /// Direct (AVX-512) or portable kernels.
+    /// Direct (AVX-512, or AVX2 + FMA) or portable kernels.
     pub kernel: Option<CpuKernel>,
     /// Portable GEMM paths: images across threads, or threads inside each image's GEMM.
     pub images_in_parallel: Option<bool>,
     /// Portable weight gradient: images side by side in one GEMM (small planes), or one GEMM
     /// per image.
     pub side_by_side: Option<bool>,
-    /// Portable dense forward and stride-1 input gradient: a column matrix (im2col, or col2im
-    /// for the input gradient) and one GEMM, or one GEMM per tap reading X's (or, for the
-    /// input gradient as a forward, dY's) stride-phase planes in place.
+    /// Portable dense forward (and the input gradient as one): a column matrix (im2col) and
+    /// one GEMM, or one GEMM per tap reading X's (dY's) stride-phase planes in place.
     pub columns: Option<bool>,
+    /// Portable stride-1 dense input gradient: as a forward over the flipped kernel
+    /// ([`ConvProblem::input_grad_as_forward`]), with `columns` choosing how that forward runs,
+    /// or as Wᵀ·dY then col2im.
+    pub as_forward: Option<bool>,
 }
 
 impl CpuChoice {
@@ -87,6 +92,7 @@ impl CpuChoice {
         images_in_parallel: None,
         side_by_side: None,
         columns: None,
+        as_forward: None,
     };
 
     /// What runs `op` of `pb` under this choice, with every knob that matters set and the
@@ -96,12 +102,7 @@ impl CpuChoice {
             return CpuChoice::HEURISTIC;
         }
         let mut kernel = self.kernel_for(op, pb);
-        let direct_covers = pb.is_depthwise()
-            || match op {
-                Op::InputGrad => direct_input_grad_covers(pb),
-                _ => true,
-            };
-        if Avx512::detect().is_none() || !direct_covers {
+        if !direct_available(op, pb) {
             kernel = CpuKernel::Portable;
         }
         if kernel == CpuKernel::Direct || pb.is_depthwise() {
@@ -112,15 +113,28 @@ impl CpuChoice {
         let can_split = rayon::current_num_threads() > 1 && pb.n > 1;
         let images_in_parallel = (can_split && side_by_side != Some(true))
             .then(|| self.images_in_parallel.unwrap_or(images_in_parallel(pb)));
-        let columns = taps_cover(op, pb).then(|| {
-            let parallel = images_in_parallel.unwrap_or(false);
-            self.columns.unwrap_or(columns_default(op, pb, parallel))
-        });
+        let as_forward = (op == Op::InputGrad)
+            .then(|| pb.input_grad_as_forward())
+            .flatten()
+            .filter(|_| !pb.is_pointwise())
+            .map(|fwd| (self.as_forward(), fwd));
+        let columns = match as_forward {
+            Some((false, _)) => None,
+            Some((true, fwd)) => Some(self.columns.unwrap_or_else(|| {
+                columns_default(Op::Forward, &fwd, images_in_parallel.unwrap_or(false))
+            })),
+            None => taps_cover(op, pb).then(|| {
+                let parallel = images_in_parallel.unwrap_or(false);
+                self.columns
+                    .unwrap_or_else(|| columns_default(op, pb, parallel))
+            }),
+        };
         CpuChoice {
             kernel: Some(kernel),
             images_in_parallel,
             side_by_side,
             columns,
+            as_forward: as_forward.map(|(on, _)| on),
         }
     }
 
@@ -133,11 +147,14 @@ impl CpuChoice {
             Op::BiasGrad => "channel sums",
             _ if pb.is_depthwise() && direct => "direct depthwise AVX-512",
             _ if pb.is_depthwise() => "direct depthwise planes",
-            _ if direct => "direct AVX-512",
+            _ if direct && Avx512::detect().is_some() => "direct AVX-512",
+            _ if direct => "direct AVX2",
             _ if pb.is_pointwise() => "gemm on X (1x1)",
-            _ if r.columns == Some(false) && op == Op::InputGrad => {
+            _ if r.as_forward == Some(true) && r.columns == Some(false) => {
                 "as a forward: gemm per tap on phase planes"
             }
+            _ if r.as_forward == Some(true) => "as a forward: im2col + gemm",
+            _ if op == Op::InputGrad => "gemm + col2im",
             _ if r.columns == Some(false) => "gemm per tap on phase planes",
             _ => "im2col + gemm",
         };
@@ -164,13 +181,21 @@ impl CpuChoice {
             .unwrap_or_else(|| CpuKernel::for_problem(pb, op))
     }
 
-    /// Whether the portable dense `op` builds a column matrix (always, where the per-tap
+    /// Whether the portable dense forward builds a column matrix (always, where the per-tap
     /// GEMMs do not cover it).
-    fn columns(&self, op: Op, pb: &ConvProblem) -> bool {
-        !taps_cover(op, pb)
+    fn columns(&self, pb: &ConvProblem) -> bool {
+        !taps_cover(Op::Forward, pb)
             || self
                 .columns
-                .unwrap_or_else(|| columns_default(op, pb, self.parallel(pb)))
+                .unwrap_or_else(|| columns_default(Op::Forward, pb, self.parallel(pb)))
+    }
+
+    /// Whether the portable stride-1 input gradient runs as a forward: as set, else when the
+    /// per-tap GEMMs are asked for (only the forward form has them). By default it runs through
+    /// col2im, which was as fast or faster on the small planes where the forward form looked
+    /// likeliest to win (PERFORMANCE.md, #cpu-as-forward); the tuner times both.
+    fn as_forward(&self) -> bool {
+        self.as_forward.unwrap_or(self.columns == Some(false))
     }
 
     fn parallel(&self, pb: &ConvProblem) -> bool {
@@ -181,7 +206,7 @@ impl CpuChoice {
 
 impl std::fmt::Display for CpuChoice {
     /// `heuristic`, or the set knobs: `kernel=direct|portable images=parallel|serial
-    /// batched=yes|no columns=yes|no`.
+    /// batched=yes|no columns=yes|no as-forward=yes|no`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut parts = Vec::new();
         if let Some(k) = self.kernel {
@@ -203,6 +228,9 @@ impl std::fmt::Display for CpuChoice {
         if let Some(c) = self.columns {
             parts.push(if c { "columns=yes" } else { "columns=no" });
         }
+        if let Some(a) = self.as_forward {
+            parts.push(if a { "as-forward=yes" } else { "as-forward=no" });
+        }
         if parts.is_empty() {
             return f.write_str("heuristic");
         }
@@ -220,7 +248,7 @@ impl std::str::FromStr for CpuChoice {
             value: text.to_string(),
             expected: concat!(
                 "heuristic, or kernel=direct|portable / images=parallel|serial / ",
-                "batched=yes|no / columns=yes|no"
+                "batched=yes|no / columns=yes|no / as-forward=yes|no"
             ),
         };
         let mut c = CpuChoice::HEURISTIC;
@@ -237,6 +265,8 @@ impl std::str::FromStr for CpuChoice {
                 Some(("batched", "no")) => c.side_by_side = Some(false),
                 Some(("columns", "yes")) => c.columns = Some(true),
                 Some(("columns", "no")) => c.columns = Some(false),
+                Some(("as-forward", "yes")) => c.as_forward = Some(true),
+                Some(("as-forward", "no")) => c.as_forward = Some(false),
                 _ => return Err(bad()),
             }
         }
@@ -271,21 +301,49 @@ fn columns_default(op: Op, pb: &ConvProblem, images_in_parallel: bool) -> bool {
     op != Op::Forward || images_in_parallel || pb.p * pb.q < SMALL_PLANE
 }
 
-/// Whether the direct kernels cover the dense input gradient of `pb` (stride 1, padding within
-/// the kernel's reach).
-fn direct_input_grad_covers(pb: &ConvProblem) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return pb.input_grad_as_forward().is_some();
-    #[cfg(not(target_arch = "x86_64"))]
-    return {
-        let _ = pb;
-        false
-    };
+/// The instruction set of this CPU's direct kernels, for reports: "AVX-512", "AVX2" or
+/// "none" (every problem runs the portable kernels).
+pub fn direct_isa() -> &'static str {
+    if Avx512::detect().is_some() {
+        "AVX-512"
+    } else if Avx2Fma::detect().is_some() {
+        "AVX2"
+    } else {
+        "none"
+    }
 }
 
+/// Whether this CPU has a direct kernel for `op` of `pb`: with AVX-512F every pass of dense
+/// and depthwise layers, with AVX2 and FMA the dense forward; in both the dense input gradient
+/// only where it is a stride-1 forward ([`ConvProblem::input_grad_as_forward`]).
+fn direct_available(op: Op, pb: &ConvProblem) -> bool {
+    let as_forward = || pb.input_grad_as_forward().is_some();
+    if Avx512::detect().is_some() {
+        return match op {
+            Op::BiasGrad => false,
+            Op::InputGrad => pb.is_depthwise() || as_forward(),
+            Op::Forward | Op::WeightGrad => true,
+        };
+    }
+    Avx2Fma::detect().is_some()
+        && !pb.is_depthwise()
+        && match op {
+            Op::Forward => true,
+            Op::InputGrad => as_forward(),
+            Op::WeightGrad | Op::BiasGrad => false,
+        }
+}
+
+/// Whether the direct kernels of this CPU beat the portable ones on dense `op` of `pb`.
 fn direct_suits(pb: &ConvProblem, op: Op) -> bool {
     #[cfg(target_arch = "x86_64")]
-    return crate::cpu::direct::suits(pb, op);
+    return if Avx512::detect().is_some() {
+        crate::cpu::direct::suits::<Avx512>(pb, op)
+    } else if Avx2Fma::detect().is_some() {
+        crate::cpu::direct::suits::<Avx2Fma>(pb, op)
+    } else {
+        false
+    };
     #[cfg(not(target_arch = "x86_64"))]
     return {
         let _ = (pb, op);
@@ -566,6 +624,15 @@ pub fn forward_choice(
     // The output and as much again of working memory (planes, columns), or one error.
     ensure_available(pb.y_len() as u128 * 8, "output y and its working memory")?;
     #[cfg(target_arch = "x86_64")]
+    if let (CpuKernel::Direct, None, Some(cpu), false) = (
+        kernel,
+        Avx512::detect(),
+        Avx2Fma::detect(),
+        pb.is_depthwise(),
+    ) {
+        return Ok(crate::cpu::direct::forward(cpu, pb, x, w, bias));
+    }
+    #[cfg(target_arch = "x86_64")]
     if let (CpuKernel::Direct, Some(cpu)) = (kernel, Avx512::detect()) {
         if !pb.is_depthwise() {
             return Ok(crate::cpu::direct::forward(cpu, pb, x, w, bias));
@@ -581,7 +648,7 @@ pub fn forward_choice(
     let _ = kernel;
     let mut y = if pb.is_depthwise() {
         crate::cpu::depthwise::forward(pb, x, w)
-    } else if !choice.columns(Op::Forward, pb) {
+    } else if !choice.columns(pb) {
         forward_taps(pb, x, w, choice.parallel(pb))?
     } else {
         let (cg, kg, pq) = (pb.c_per_group(), pb.k_per_group(), pb.p * pb.q);
@@ -695,18 +762,29 @@ fn forward_taps(pb: &ConvProblem, x: &[f32], w: &[f32], parallel: bool) -> Resul
 
 /// W′ of [`ConvProblem::input_grad_as_forward`]: W′[g·Cg + c, k, r, s] = W[g·Kg + k, c, R−1−r,
 /// S−1−s] (per group, input and output channels swapped, taps mirrored).
-pub(crate) fn flipped_for_input_grad(pb: &ConvProblem, w: &[f32]) -> Vec<f32> {
+pub(crate) fn flipped_for_input_grad(pb: &ConvProblem, w: &[f32]) -> Scratch {
+    // Blocks of 16 input × 16 output channels: per block W is read as 16 runs of 16·R·S floats
+    // and written as 16 such runs, all within L1. Channel by channel, the reads strode C·R·S
+    // floats apart (a page each at C = 512) and the flip took a fifth of resnet-3x3-7's input
+    // gradient.
+    const BLOCK: usize = 16;
     let (cg, kg, rs) = (pb.c_per_group(), pb.k_per_group(), pb.r * pb.s);
-    let mut flipped = vec![0f32; w.len()];
+    // Every element is written (the scratch holds old data): block × c × k × tap.
+    let mut flipped = Scratch::uninit(w.len());
     flipped
-        .par_chunks_mut(kg * rs)
+        .par_chunks_mut(BLOCK * kg * rs)
         .enumerate()
-        .for_each(|(c_all, dst)| {
-            let (g, c) = (c_all / cg, c_all % cg);
-            for k in 0..kg {
-                let src = &w[((g * kg + k) * cg + c) * rs..][..rs];
-                for (d, v) in dst[k * rs..][..rs].iter_mut().zip(src.iter().rev()) {
-                    *d = *v;
+        .for_each(|(block, dst)| {
+            for k0 in (0..kg).step_by(BLOCK) {
+                for (i, dst) in dst.chunks_mut(kg * rs).enumerate() {
+                    let c_all = block * BLOCK + i;
+                    let (g, c) = (c_all / cg, c_all % cg);
+                    for k in k0..(k0 + BLOCK).min(kg) {
+                        let src = &w[((g * kg + k) * cg + c) * rs..][..rs];
+                        for (d, v) in dst[k * rs..][..rs].iter_mut().zip(src.iter().rev()) {
+                            *d = *v;
+                        }
+                    }
                 }
             }
         });
@@ -766,6 +844,17 @@ pub fn input_grad_choice(
         return input_grad_gemm(choice, pb, dy, w);
     }
     #[cfg(target_arch = "x86_64")]
+    if let (CpuKernel::Direct, None, Some(cpu), false) = (
+        kernel,
+        Avx512::detect(),
+        Avx2Fma::detect(),
+        pb.is_depthwise(),
+    ) {
+        if let Some(dx) = crate::cpu::direct::input_grad(cpu, pb, dy, w) {
+            return Ok(dx);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
     if let (CpuKernel::Direct, Some(cpu)) = (kernel, Avx512::detect()) {
         if pb.is_depthwise() {
             return Ok(crate::cpu::direct_depthwise::input_grad(cpu, pb, dy, w));
@@ -778,13 +867,19 @@ pub fn input_grad_choice(
     if pb.is_depthwise() {
         return Ok(crate::cpu::depthwise::input_grad(pb, dy, w));
     }
-    if !choice.columns(Op::InputGrad, pb) {
-        if let Some(fwd) = pb.input_grad_as_forward() {
+    match pb.input_grad_as_forward() {
+        Some(fwd) if !pb.is_pointwise() && choice.as_forward() => {
             let flipped = flipped_for_input_grad(pb, w);
-            return forward_taps(&fwd, dy, &flipped, choice.parallel(pb));
+            let as_forward = CpuChoice {
+                kernel: Some(CpuKernel::Portable),
+                as_forward: None,
+                side_by_side: None,
+                ..*choice
+            };
+            forward_choice(&as_forward, &fwd, dy, &flipped, None)
         }
+        _ => input_grad_gemm(choice, pb, dy, w),
     }
-    input_grad_gemm(choice, pb, dy, w)
 }
 
 /// The input gradient as Wᵀ·dY per (image, group), then col2im: exactly the terms that exist.

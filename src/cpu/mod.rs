@@ -1,6 +1,6 @@
 //! CPU implementations: the f64 reference (the oracle every other path is tested against) and the
-//! fast path that the benchmark calls "CPU": direct AVX-512 kernels for dense layers with large
-//! planes (`direct`, x86-64), im2col + GEMM for the rest, direct loops for depthwise.
+//! fast path that the benchmark calls "CPU": direct AVX-512 or AVX2 kernels for dense layers
+//! with large planes (`direct`, x86-64), im2col + GEMM for the rest, direct loops for depthwise.
 
 pub mod alloc;
 mod depthwise;

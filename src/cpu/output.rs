@@ -39,7 +39,7 @@ pub(crate) fn as_uninit(s: &mut [f32]) -> &mut [MaybeUninit<f32>] {
 mod tests {
     //! Every kernel that writes through [`written_by`], on problems with tails, strides, phases
     //! and padding, against the f64 reference with the output poisoned (NaN) first.
-    use crate::cpu::isa::Avx512;
+    use crate::cpu::isa::{Avx2Fma, Avx512};
     use crate::cpu::{depthwise, reference};
     #[cfg(target_arch = "x86_64")]
     use crate::cpu::{direct, direct_depthwise};
@@ -127,6 +127,11 @@ mod tests {
                 assert_matches(&what("portable forward"), &fwd, &y);
                 let got = depthwise::input_grad(&pb, &dy, &w);
                 assert_matches(&what("portable input-grad"), &got, &dx);
+            }
+            #[cfg(target_arch = "x86_64")]
+            if let (Some(cpu), false) = (Avx2Fma::detect(), pb.is_depthwise()) {
+                let fwd = direct::forward(cpu, &pb, &x, &w, None);
+                assert_matches(&what("AVX2 forward"), &fwd, &y);
             }
             #[cfg(target_arch = "x86_64")]
             if let Some(cpu) = avx512 {

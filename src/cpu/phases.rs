@@ -1,4 +1,4 @@
-//! The stride phases of a zero-bordered input plane, shared by the direct (AVX-512) and the
+//! The stride phases of a zero-bordered input plane, shared by the direct (x86-64) and the
 //! portable depthwise kernels.
 //!
 //! Phase (a, b) of the padded plane holds padded rows a, a + sh, … and columns b, b + sw, …

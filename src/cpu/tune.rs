@@ -1,8 +1,8 @@
 //! The CPU tuner: choose how the fast path runs each (op, problem) by measurement, per CPU, and
 //! remember the choice, as the GPU tuner ([`crate::gpu::tune`]) does for plans.
 //!
-//! The candidates are [`CpuChoice`]s: the direct AVX-512 kernels (where the CPU has them and
-//! they cover the problem) or the portable ones, and for the portable GEMM paths images across
+//! The candidates are [`CpuChoice`]s: the direct kernels (AVX-512 or AVX2, where the CPU has
+//! them and they cover the problem) or the portable ones, and for the portable GEMM paths images across
 //! threads or threads inside each GEMM, and for the weight gradient images side by side in one
 //! GEMM or one GEMM per image. Choices that would run the same code are timed once
 //! ([`CpuChoice::resolve`]). Every candidate computes the same terms and is tested against the
@@ -10,15 +10,14 @@
 //! so it repeats bit for bit under one choice.
 //!
 //! The cache file is the GPU tuner's ([`crate::gpu::ContextOptions::tune_cache`], the CLI's
-//! `--tune-cache`), keyed by [`CpuTuner::key`]: the CPU model, whether it has AVX-512F, the
-//! thread count and gpuconv's version.
+//! `--tune-cache`), keyed by [`CpuTuner::key`]: the CPU model, the direct kernels' instruction
+//! set, the thread count and gpuconv's version.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::cpu::fast::{self, CpuChoice, CpuKernel};
-use crate::cpu::isa::Avx512;
 use crate::error::Result;
 use crate::gpu::tune::{fastest, Timed, TuneBudget, Tuning};
 use crate::problem::{ConvProblem, Op};
@@ -45,16 +44,13 @@ impl CpuTuner {
         })
     }
 
-    /// This CPU's key in a tuning cache: model, AVX-512F, rayon threads, gpuconv's version.
+    /// This CPU's key in a tuning cache: model, the direct kernels' instruction set, rayon
+    /// threads, gpuconv's version.
     pub fn key() -> String {
         format!(
-            "cpu {} | avx512f {} | {} threads | gpuconv {}",
+            "cpu {} | direct {} | {} threads | gpuconv {}",
             cpu_model(),
-            if Avx512::detect().is_some() {
-                "yes"
-            } else {
-                "no"
-            },
+            fast::direct_isa(),
             rayon::current_num_threads(),
             env!("CARGO_PKG_VERSION")
         )
@@ -81,15 +77,18 @@ impl CpuTuner {
             for images in [Some(true), Some(false)] {
                 for batched in [Some(true), Some(false)] {
                     for columns in [Some(true), Some(false)] {
-                        let c = CpuChoice {
-                            kernel: Some(kernel),
-                            images_in_parallel: images,
-                            side_by_side: batched,
-                            columns,
-                        }
-                        .resolve(op, problem);
-                        if !out.contains(&c) {
-                            out.push(c);
+                        for as_forward in [Some(true), Some(false)] {
+                            let c = CpuChoice {
+                                kernel: Some(kernel),
+                                images_in_parallel: images,
+                                side_by_side: batched,
+                                columns,
+                                as_forward,
+                            }
+                            .resolve(op, problem);
+                            if !out.contains(&c) {
+                                out.push(c);
+                            }
                         }
                     }
                 }
@@ -121,7 +120,10 @@ impl CpuTuner {
 
     /// Times every candidate of `op` on `problem` (random inputs, one untimed run each first)
     /// within `budget` (the heuristics' is always timed), keeps the fastest as this tuner's
-    /// choice and, when a cache file is named, writes it there.
+    /// choice and, when a cache file is named, writes it there. The candidates are timed in up
+    /// to [`ROUNDS`] rounds, one after another in each, and each keeps its best round's median:
+    /// a slow spell of the machine then meets every candidate of a round instead of deciding
+    /// between two of them.
     pub fn tune(
         &self,
         op: Op,
@@ -145,18 +147,37 @@ impl CpuTuner {
             drop(out);
             Ok(ms)
         };
-        let mut timed = Vec::new();
-        for choice in Self::candidates(op, problem) {
-            let mut ms = None;
-            if timed.is_empty() || start.elapsed() < budget.total {
-                ms = Some(budget.median_ms(|| run_once(&choice))?);
+        let candidates = Self::candidates(op, problem);
+        let mut best: Vec<Option<f64>> = vec![None; candidates.len()];
+        for round in 0..ROUNDS {
+            // A round starts only within the budget and then times all of its candidates, so
+            // every timed candidate has as many rounds as the others.
+            if round > 0 && start.elapsed() >= budget.total {
+                break;
             }
-            timed.push(Timed {
+            for (i, choice) in candidates.iter().enumerate() {
+                // The first round admits candidates while the budget lasts (always the
+                // heuristic's); later rounds time the admitted ones again.
+                let admitted = if round == 0 {
+                    i == 0 || start.elapsed() < budget.total
+                } else {
+                    best[i].is_some()
+                };
+                if admitted {
+                    let ms = budget.median_ms(|| run_once(choice))?;
+                    best[i] = Some(best[i].map_or(ms, |b: f64| b.min(ms)));
+                }
+            }
+        }
+        let timed: Vec<_> = candidates
+            .iter()
+            .zip(best)
+            .map(|(&choice, ms)| Timed {
                 choice,
                 plan: choice.describe(op, problem),
                 ms,
-            });
-        }
+            })
+            .collect();
         let (pick, best) = fastest(&timed)?;
         self.lock().insert((op, *problem), (pick, best));
         if let Some(path) = &self.cache {
@@ -171,6 +192,12 @@ impl CpuTuner {
         })
     }
 }
+
+/// Rounds of timing over a problem's CPU candidates. CPU candidates take milliseconds, so three
+/// rounds cost seconds per suite; with one round, picks within 1.1× of each other were inside
+/// the drift of a machine whose speed moves by up to 2× over minutes (PERFORMANCE.md, Method
+/// and #cpu-tuner-rounds).
+pub const ROUNDS: usize = 3;
 
 /// The CPU's model name (Linux: /proc/cpuinfo), else the architecture.
 fn cpu_model() -> String {
@@ -199,6 +226,7 @@ mod tests {
                 images_in_parallel: Some(false),
                 side_by_side: Some(true),
                 columns: Some(false),
+                as_forward: Some(true),
             },
             CpuChoice {
                 kernel: Some(CpuKernel::Direct),
@@ -213,6 +241,7 @@ mod tests {
             "images=2",
             "batched",
             "columns=maybe",
+            "as-forward=1",
             "heuristic kernel=direct",
         ] {
             assert!(bad.parse::<CpuChoice>().is_err(), "{bad:?}");
