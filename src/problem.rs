@@ -519,10 +519,12 @@ impl ConvProblem {
 /// Whether any value is NaN or ±∞.
 pub fn has_nonfinite(values: &[f32]) -> bool {
     const EXPONENT: u32 = 0x7f80_0000;
-    // The largest exponent field, an associative max that vectorises.
-    values
-        .chunks(1 << 14)
-        .any(|c| c.iter().fold(0, |m, v| m.max(v.to_bits() & EXPONENT)) == EXPONENT)
+    // An or over whole chunks vectorises to compares and ors on every x86-64 (an unsigned max
+    // needs SSE4.1 and was emulated, three times slower on 784-float planes).
+    values.chunks(1 << 14).any(|c| {
+        c.iter()
+            .fold(false, |any, v| any | (v.to_bits() & EXPONENT == EXPONENT))
+    })
 }
 
 /// Output positions o in 0..out with 0 ≤ o·stride + offset − pad < size.

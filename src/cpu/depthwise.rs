@@ -19,14 +19,16 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use super::output::written_by;
-use super::phases::PhaseGrid;
+use super::phases::{copy_short, PhaseGrid};
 use super::simd::{self, Term};
 use crate::problem::{has_nonfinite, ConvProblem};
 
-/// The phase planes of one input plane, one after another in `buf`.
+/// The phase planes of one input plane, one after another in `buf`, a zeroed buffer or one
+/// this has filled before for the same problem: only the input positions are written, the
+/// zero border stays.
 fn fill_phases(pb: &ConvProblem, grid: &PhaseGrid, plane: &[f32], buf: &mut [f32]) {
     for (phase, dst) in buf.chunks_exact_mut(grid.plane_len()).enumerate() {
-        grid.fill(pb, plane, phase, dst);
+        grid.fill_inputs(pb, plane, phase, dst);
     }
 }
 
@@ -40,11 +42,11 @@ fn tap_offsets(pb: &ConvProblem, grid: &PhaseGrid) -> Vec<usize> {
         .collect()
 }
 
-/// Copies a P×Q plane into rows of `width` (zero past Q), `top` rows and `left` columns in.
+/// Copies a P×Q plane into rows of `width`, `top` rows and `left` columns in, in a zeroed
+/// buffer or one this has laid the same shape into before: the elements around stay zero.
 fn lay_out(plane: &[f32], q: usize, width: usize, top: usize, left: usize, buf: &mut [f32]) {
-    buf.fill(0.0);
     for (p, src) in plane.chunks_exact(q).enumerate() {
-        buf[(top + p) * width + left..][..q].copy_from_slice(src);
+        copy_short(&mut buf[(top + p) * width + left..][..q], src);
     }
 }
 

@@ -15,10 +15,13 @@
 //! heuristics; [`CpuChoice`] names them, and the CPU tuner (`cpu/tune.rs`) picks one by
 //! measurement.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use crate::cpu::alloc::{ensure_available, filled, vec_with_capacity};
 use crate::cpu::isa::{Avx2Fma, Avx512};
+use crate::cpu::output::written_by;
 use crate::cpu::phases::PhaseGrid;
 use crate::cpu::scratch::Scratch;
 use crate::epilogue::{self, Addends, Epilogue};
@@ -391,22 +394,45 @@ impl<'a> Mat<'a> {
 /// dst (m×n, row-major, contiguous) = a·b, or += a·b when `accumulate`; `threads` is the
 /// GEMM's own parallelism (`Threads::One` inside an image-parallel loop).
 fn sgemm(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool, threads: Threads) {
+    // SAFETY: `dst` is a unique borrow of `dst.len()` initialised floats.
+    unsafe { gemm_into(dst.as_mut_ptr(), dst.len(), a, b, accumulate, threads) }
+}
+
+/// [`sgemm`] without `accumulate` into an output not yet written: the GEMM stores every
+/// element of dst's first m×n and reads none.
+fn sgemm_write(dst: &mut [MaybeUninit<f32>], a: Mat, b: Mat, threads: Threads) {
+    // SAFETY: `dst` is a unique borrow of `dst.len()` floats, and without `accumulate` the
+    // GEMM only stores into it (`read_dst` false).
+    unsafe { gemm_into(dst.as_mut_ptr().cast(), dst.len(), a, b, false, threads) }
+}
+
+/// # Safety
+/// `dst` is valid for reads and writes of `dst_len` floats, aliases neither input, and holds
+/// initialised floats where it is read (everywhere when `accumulate`).
+unsafe fn gemm_into(
+    dst: *mut f32,
+    dst_len: usize,
+    a: Mat,
+    b: Mat,
+    accumulate: bool,
+    threads: Threads,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(
-        b.rows == k && dst.len() >= m * n && a.fits() && b.fits(),
+        b.rows == k && dst_len >= m * n && a.fits() && b.fits(),
         "sgemm shapes"
     );
     if m == 0 || n == 0 {
         return;
     }
     // SAFETY: the asserts above keep every index the GEMM touches inside `a`, `b` and `dst`
-    // (dst is m×n with row stride n), and `dst` is a unique borrow that aliases neither input.
+    // (dst is m×n with row stride n), and the caller vouches for `dst`.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             n as isize,
             accumulate,
@@ -464,12 +490,12 @@ fn for_each_chunk(
 /// of `out`: images across threads when `parallel` (by default [`images_in_parallel`]), else
 /// one after another with every thread inside each. `scratch_len` sizes a per-thread column
 /// buffer.
-fn for_each_image(
+fn for_each_image<T: Send>(
     parallel: bool,
-    out: &mut [f32],
+    out: &mut [T],
     out_len: usize,
     scratch_len: usize,
-    per_image: impl Fn(usize, &mut [f32], &mut [f32], Threads) + Send + Sync,
+    per_image: impl Fn(usize, &mut [T], &mut [f32], Threads) + Send + Sync,
 ) {
     if parallel {
         out.par_chunks_mut(out_len).enumerate().for_each_init(
@@ -653,15 +679,10 @@ pub fn forward_choice(
     } else {
         let (cg, kg, pq) = (pb.c_per_group(), pb.k_per_group(), pb.p * pb.q);
         let crs = cg * pb.r * pb.s;
-        let mut y = filled(pb.y_len(), 0f32, "output y")?;
         let col_len = if pb.is_pointwise() { 0 } else { crs * pq };
         let parallel = choice.parallel(pb);
-        for_each_image(
-            parallel,
-            &mut y,
-            pb.k * pq,
-            col_len,
-            |n, y_n, col, threads| {
+        let write = |y: &mut [MaybeUninit<f32>]| {
+            for_each_image(parallel, y, pb.k * pq, col_len, |n, y_n, col, threads| {
                 for g in 0..pb.params.groups {
                     let w_g = Mat::row_major(&w[g * kg * crs..][..kg * crs], kg, crs);
                     let y_ng = &mut y_n[g * kg * pq..][..kg * pq];
@@ -671,11 +692,14 @@ pub fn forward_choice(
                         im2col(pb, x, n, g, col, threads);
                         Mat::row_major(col, crs, pq)
                     };
-                    sgemm(y_ng, w_g, cols, false, threads);
+                    sgemm_write(y_ng, w_g, cols, threads);
                 }
-            },
-        );
-        y
+            });
+        };
+        // SAFETY: the images' slices and in them the groups' K/groups × P·Q blocks cover Y,
+        // and each block is one GEMM's whole output. Unzeroed: PERFORMANCE.md,
+        // [#cpu-unzeroed].
+        unsafe { written_by(pb.y_len(), write) }
     };
     add_bias(pb, &mut y, bias);
     Ok(y)

@@ -39,6 +39,7 @@ pub(crate) fn as_uninit(s: &mut [f32]) -> &mut [MaybeUninit<f32>] {
 mod tests {
     //! Every kernel that writes through [`written_by`], on problems with tails, strides, phases
     //! and padding, against the f64 reference with the output poisoned (NaN) first.
+    use crate::cpu::fast::{self, CpuChoice, CpuKernel};
     use crate::cpu::isa::{Avx2Fma, Avx512};
     use crate::cpu::{depthwise, reference};
     #[cfg(target_arch = "x86_64")]
@@ -110,6 +111,8 @@ mod tests {
                     .stride(2, 2)
                     .padding_tlbr(1, 0, 2, 1),
             ),
+            // Pointwise with groups: the GEMM forward reads X as its column matrix.
+            ([3, 6, 5, 7], [4, 3, 1, 1], ConvParams::default().groups(2)),
         ];
         let mut seed = 0x5eed;
         for (xs, ws, params) in cases {
@@ -127,6 +130,19 @@ mod tests {
                 assert_matches(&what("portable forward"), &fwd, &y);
                 let got = depthwise::input_grad(&pb, &dy, &w);
                 assert_matches(&what("portable input-grad"), &got, &dx);
+            }
+            if !pb.is_depthwise() {
+                // The GEMM forward, images across the threads and threads in each image.
+                for parallel in [true, false] {
+                    let choice = CpuChoice {
+                        kernel: Some(CpuKernel::Portable),
+                        images_in_parallel: Some(parallel),
+                        columns: Some(true),
+                        ..CpuChoice::HEURISTIC
+                    };
+                    let fwd = fast::forward_choice(&choice, &pb, &x, &w, None).unwrap();
+                    assert_matches(&what(&format!("gemm forward {choice}")), &fwd, &y);
+                }
             }
             #[cfg(target_arch = "x86_64")]
             if let (Some(cpu), false) = (Avx2Fma::detect(), pb.is_depthwise()) {

@@ -53,39 +53,92 @@ impl PhaseGrid {
     /// (rows × width): input where the padded position is inside X, zero elsewhere; every
     /// element is written.
     pub fn fill(&self, pb: &ConvProblem, src: &[f32], phase: usize, plane: &mut [f32]) {
+        self.for_each_input_row(pb, phase, plane, |row, range, inputs| {
+            let (first, end) = (range.start, range.end);
+            row[..first].fill(0.0);
+            if let Some(h) = inputs {
+                copy_columns(pb.params.stride[1], &src[h..], &mut row[first..end]);
+            } else {
+                row[first..end].fill(0.0);
+            }
+            row[end..].fill(0.0);
+        });
+    }
+
+    /// [`fill`](Self::fill) for a `plane` that holds zeros wherever the padded position is
+    /// outside X (a zeroed buffer, or one this has filled before for the same problem): writes
+    /// the input positions only.
+    pub fn fill_inputs(&self, pb: &ConvProblem, src: &[f32], phase: usize, plane: &mut [f32]) {
+        self.for_each_input_row(pb, phase, plane, |row, range, inputs| {
+            if let Some(h) = inputs {
+                copy_columns(pb.params.stride[1], &src[h..], &mut row[range]);
+            }
+        });
+    }
+
+    /// Calls `f(row, columns, inputs)` for every row of phase `phase` in `plane`: `columns`,
+    /// the phase columns whose padded column is inside X, and `inputs`, the offset in the
+    /// input plane of the first of them where the padded row is inside X too.
+    fn for_each_input_row(
+        &self,
+        pb: &ConvProblem,
+        phase: usize,
+        plane: &mut [f32],
+        mut f: impl FnMut(&mut [f32], std::ops::Range<usize>, Option<usize>),
+    ) {
         let [sh, sw] = pb.params.stride;
         let [top, left, _, _] = pb.params.padding;
         let (a, b) = (phase / sw, phase % sw);
         // Phase columns jj whose padded column jj·sw + b is input column jj·sw + b − left.
         let first = left.saturating_sub(b).div_ceil(sw);
         let end = (left + pb.w).saturating_sub(b).div_ceil(sw).min(self.width);
+        let (first, end) = (first.min(end), end.max(first.min(end)));
         for (i, row) in plane.chunks_exact_mut(self.width).enumerate() {
             // Padded row i·sh + a is input row i·sh + a − top.
-            let Some(h) = (i * sh + a).checked_sub(top).filter(|&h| h < pb.h) else {
-                row.fill(0.0);
-                continue;
-            };
-            let src = &src[h * pb.w..][..pb.w];
-            row[..first.min(end)].fill(0.0);
-            if first < end {
-                let w0 = first * sw + b - left;
-                let n = end - first;
-                if sw == 1 {
-                    row[first..end].copy_from_slice(&src[w0..w0 + n]);
-                } else if sw == 2 {
-                    // Every other element: a loop LLVM vectorises with shuffles.
-                    let (dst, src) = (&mut row[first..end], &src[w0..w0 + 2 * n - 1]);
-                    for (d, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
-                        *d = pair[0];
-                    }
-                    dst[n - 1] = src[2 * n - 2];
-                } else {
-                    for (v, w) in row[first..end].iter_mut().zip((w0..).step_by(sw)) {
-                        *v = src[w];
-                    }
-                }
-            }
-            row[end.max(first)..].fill(0.0);
+            let h = (i * sh + a).checked_sub(top).filter(|&h| h < pb.h);
+            let inputs = h
+                .filter(|_| first < end)
+                .map(|h| h * pb.w + first * sw + b - left);
+            f(row, first..end, inputs);
         }
     }
+}
+
+/// dst[j] = src[j·sw] for every element of `dst` (one phase row's input columns).
+fn copy_columns(sw: usize, src: &[f32], dst: &mut [f32]) {
+    let n = dst.len();
+    match sw {
+        1 => copy_short(dst, &src[..n]),
+        2 => {
+            // Every other element: a loop LLVM vectorises with shuffles.
+            let src = &src[..2 * n - 1];
+            for (d, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                *d = pair[0];
+            }
+            dst[n - 1] = src[2 * n - 2];
+        }
+        _ => {
+            for (v, w) in dst.iter_mut().zip((0..).step_by(sw)) {
+                *v = src[w];
+            }
+        }
+    }
+}
+
+/// `dst.copy_from_slice(src)` without a library call for rows of a few dozen floats: whole
+/// chunks of eight, then the last eight again (overlapping). Small planes copy one short row
+/// at a time, where a call per row cost more than its copy.
+pub(crate) fn copy_short(dst: &mut [f32], src: &[f32]) {
+    const CHUNK: usize = 8;
+    let n = dst.len();
+    if n < CHUNK {
+        dst.copy_from_slice(src);
+        return;
+    }
+    for (d, s) in dst.chunks_exact_mut(CHUNK).zip(src.chunks_exact(CHUNK)) {
+        let s: [f32; CHUNK] = s.try_into().unwrap();
+        d.copy_from_slice(&s);
+    }
+    let last: [f32; CHUNK] = src[n - CHUNK..].try_into().unwrap();
+    dst[n - CHUNK..].copy_from_slice(&last);
 }

@@ -155,13 +155,17 @@ fn dots_group<M: MulAdd, const T: usize>(
     src: &[f32],
     offsets: &[usize; T],
 ) {
+    let n = g.len();
+    let taps: [&[f32]; T] = std::array::from_fn(|t| &src[offsets[t]..][..n]);
     let mut acc = [[0f32; LANES]; T];
     let chunks = g.chunks_exact(LANES);
     let tail = chunks.remainder();
     let mut start = 0;
     for gc in chunks {
         for t in 0..T {
-            let s: &[f32; LANES] = src[offsets[t] + start..][..LANES].try_into().unwrap();
+            // SAFETY: start + LANES ≤ n (whole chunks of g), the length of every tap's slice.
+            // Checked indexing here kept the sums in memory, a store after every FMA.
+            let s = unsafe { taps[t].get_unchecked(start..start + LANES) };
             for l in 0..LANES {
                 acc[t][l] = M::mul_add(gc[l], s[l], acc[t][l]);
             }
@@ -170,7 +174,7 @@ fn dots_group<M: MulAdd, const T: usize>(
     }
     for t in 0..T {
         for (l, gv) in tail.iter().enumerate() {
-            acc[t][l] = M::mul_add(*gv, src[offsets[t] + start + l], acc[t][l]);
+            acc[t][l] = M::mul_add(*gv, taps[t][start + l], acc[t][l]);
         }
         out[t] += acc[t].iter().sum::<f32>();
     }
