@@ -915,25 +915,39 @@ fn input_grad_gemm(
 ) -> Result<Vec<f32>> {
     let (cg, kg, pq) = (pb.c_per_group(), pb.k_per_group(), pb.p * pb.q);
     let (crs, hw) = (cg * pb.r * pb.s, pb.h * pb.w);
-    let mut dx = filled(pb.x_len(), 0f32, "input gradient dx")?;
-    let col_len = if pb.is_pointwise() { 0 } else { crs * pq };
     let parallel = choice.parallel(pb);
+    let operands = |n: usize, g: usize| {
+        (
+            Mat::row_major(&w[g * kg * crs..][..kg * crs], kg, crs),
+            Mat::row_major(&dy[pb.y_index(n, g * kg, 0, 0)..][..kg * pq], kg, pq),
+        )
+    };
+    if pb.is_pointwise() {
+        // dX = Wᵀ·dY, one GEMM per group writing its planes whole: no zeroing first
+        // (PERFORMANCE.md, [#cpu-unzeroed]).
+        let write = |dx: &mut [MaybeUninit<f32>]| {
+            for_each_image(parallel, dx, pb.c * hw, 0, |n, dx_n, _, threads| {
+                for (g, dx_ng) in dx_n.chunks_exact_mut(cg * hw).enumerate() {
+                    let (w_g, dy_ng) = operands(n, g);
+                    sgemm_write(dx_ng, w_g.t(), dy_ng, threads);
+                }
+            });
+        };
+        // SAFETY: the images' slices and in them the groups' C/groups × H·W blocks cover dX,
+        // and each block is one GEMM's whole output (H·W = P·Q: 1×1, stride 1, no padding).
+        return Ok(unsafe { written_by(pb.x_len(), write) });
+    }
+    let mut dx = filled(pb.x_len(), 0f32, "input gradient dx")?;
     for_each_image(
         parallel,
         &mut dx,
         pb.c * hw,
-        col_len,
+        crs * pq,
         |n, dx_n, col, threads| {
-            for g in 0..pb.params.groups {
-                let w_g = Mat::row_major(&w[g * kg * crs..][..kg * crs], kg, crs);
-                let dy_ng = Mat::row_major(&dy[pb.y_index(n, g * kg, 0, 0)..][..kg * pq], kg, pq);
-                let dx_ng = &mut dx_n[g * cg * hw..][..cg * hw];
-                if pb.is_pointwise() {
-                    sgemm(dx_ng, w_g.t(), dy_ng, false, threads);
-                } else {
-                    sgemm(col, w_g.t(), dy_ng, false, threads);
-                    col2im(pb, col, dx_ng, threads);
-                }
+            for (g, dx_ng) in dx_n.chunks_exact_mut(cg * hw).enumerate() {
+                let (w_g, dy_ng) = operands(n, g);
+                sgemm(col, w_g.t(), dy_ng, false, threads);
+                col2im(pb, col, dx_ng, threads);
             }
         },
     );

@@ -111,7 +111,8 @@ mod tests {
                     .stride(2, 2)
                     .padding_tlbr(1, 0, 2, 1),
             ),
-            // Pointwise with groups: the GEMM forward reads X as its column matrix.
+            // Pointwise with groups: the GEMM forward reads X as its column matrix, the input
+            // gradient writes dX from its GEMMs.
             ([3, 6, 5, 7], [4, 3, 1, 1], ConvParams::default().groups(2)),
         ];
         let mut seed = 0x5eed;
@@ -132,7 +133,8 @@ mod tests {
                 assert_matches(&what("portable input-grad"), &got, &dx);
             }
             if !pb.is_depthwise() {
-                // The GEMM forward, images across the threads and threads in each image.
+                // The GEMM forward (and a pointwise input gradient, dX = Wᵀ·dY), images across the
+                // threads and threads in each image.
                 for parallel in [true, false] {
                     let choice = CpuChoice {
                         kernel: Some(CpuKernel::Portable),
@@ -142,6 +144,10 @@ mod tests {
                     };
                     let fwd = fast::forward_choice(&choice, &pb, &x, &w, None).unwrap();
                     assert_matches(&what(&format!("gemm forward {choice}")), &fwd, &y);
+                    if pb.is_pointwise() {
+                        let got = fast::input_grad_choice(&choice, &pb, &dy, &w).unwrap();
+                        assert_matches(&what(&format!("gemm input-grad {choice}")), &got, &dx);
+                    }
                 }
             }
             #[cfg(target_arch = "x86_64")]
