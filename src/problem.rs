@@ -519,8 +519,10 @@ impl ConvProblem {
 /// Whether any value is NaN or ±∞.
 pub fn has_nonfinite(values: &[f32]) -> bool {
     const EXPONENT: u32 = 0x7f80_0000;
-    // An or over whole chunks vectorises to compares and ors on every x86-64 (an unsigned max
-    // needs SSE4.1 and was emulated, three times slower on 784-float planes).
+    // An or over whole chunks vectorises to compares and ors on every x86-64; the unsigned max
+    // it replaced needs SSE4.1, and baseline x86-64 emulated it with a few instructions per
+    // vector (perf annotate of the depthwise weight gradient, PERFORMANCE.md,
+    // [#cpu-portable-depthwise]).
     values.chunks(1 << 14).any(|c| {
         c.iter()
             .fold(false, |any, v| any | (v.to_bits() & EXPONENT == EXPONENT))
