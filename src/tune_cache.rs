@@ -4,8 +4,10 @@
 //! its driver and gpuconv's version, so a line written on another machine or by another version
 //! is kept but not used.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
@@ -177,12 +179,9 @@ fn write_safely(path: &Path, text: &str) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "tune".into());
-    let mut rng = SplitMix64::new(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-            ^ u64::from(std::process::id()).rotate_left(32),
-    );
+    // Seeded from the standard library's per-process random hash keys (drawn from the OS), so
+    // another process cannot predict the names; `create_new` keeps each one exclusive.
+    let mut rng = SplitMix64::new(RandomState::new().build_hasher().finish());
     for _ in 0..16 {
         let tmp = dir.join(format!(".{name}.tmp-{:016x}", rng.next_u64()));
         match std::fs::OpenOptions::new()
