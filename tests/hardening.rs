@@ -257,30 +257,47 @@ fn padding_terms_of_nonfinite_operands_on_every_cpu_kernel() {
 }
 
 /// A NaN or ±∞ at each input position in turn, for the weight gradient of unpadded depthwise
-/// layers (stride 1 and stride 2) on every CPU kernel: the flat layouts' extra columns meet
+/// and dense layers (stride 1 and stride 2) on every CPU kernel: the flat layouts' extra columns meet
 /// input values that no term of the sum has (the first columns of a row, past the window of the
 /// previous row's last output), and 0·NaN there must not reach dW.
 #[test]
 fn nonfinite_inputs_outside_every_window_stay_out_of_the_weight_gradient() {
-    use gpuconv::cpu::fast::CpuKernel;
+    use gpuconv::cpu::fast::{CpuChoice, CpuKernel};
     let mut rng = SplitMix64::new(0x0dd5);
+    // The direct and portable kernels, and the per-tap GEMMs (whose flat layout pairs dropped
+    // columns with X values outside every window).
+    let per_tap = CpuChoice {
+        kernel: Some(CpuKernel::Portable),
+        side_by_side: Some(false),
+        columns: Some(false),
+        ..CpuChoice::HEURISTIC
+    };
+    let choices = [
+        CpuChoice::with_kernel(CpuKernel::Direct),
+        CpuChoice::with_kernel(CpuKernel::Portable),
+        per_tap,
+    ];
     for stride in [[1, 1], [2, 2]] {
-        let params = ConvParams::default().groups(2).stride(stride[0], stride[1]);
-        let pb = ConvProblem::new(&[1, 2, 7, 8], &[2, 1, 3, 3], params).unwrap();
-        let dy = rng.tensor(pb.y_len());
-        let clean = rng.tensor(pb.x_len());
-        for at in 0..pb.x_len() {
-            let special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][at % 3];
-            let mut x = clean.clone();
-            x[at] = special;
-            let want = reference::weight_grad(&pb, &dy, &x).unwrap();
-            for kernel in [CpuKernel::Direct, CpuKernel::Portable] {
-                let got = fast::weight_grad_with(kernel, &pb, &dy, &x).unwrap();
-                let e = compare_nan_aware(&got, &want);
-                assert!(
-                    e.within_tolerance(),
-                    "{kernel:?} stride {stride:?}, x[{at}] = {special}: {e:?}"
-                );
+        for groups in [2, 1] {
+            let params = ConvParams::default()
+                .groups(groups)
+                .stride(stride[0], stride[1]);
+            let pb = ConvProblem::new(&[1, 2, 7, 8], &[2, 2 / groups, 3, 3], params).unwrap();
+            let dy = rng.tensor(pb.y_len());
+            let clean = rng.tensor(pb.x_len());
+            for at in 0..pb.x_len() {
+                let special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][at % 3];
+                let mut x = clean.clone();
+                x[at] = special;
+                let want = reference::weight_grad(&pb, &dy, &x).unwrap();
+                for choice in &choices {
+                    let got = fast::weight_grad_choice(choice, &pb, &dy, &x).unwrap();
+                    let e = compare_nan_aware(&got, &want);
+                    assert!(
+                        e.within_tolerance(),
+                        "{choice} groups {groups} stride {stride:?}, x[{at}] = {special}: {e:?}"
+                    );
+                }
             }
         }
     }

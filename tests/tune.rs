@@ -234,7 +234,8 @@ fn the_cache_file_is_never_written_through_a_symlink() {
 }
 
 /// Every CPU candidate (kernel family, images across threads or inside each GEMM, images side
-/// by side, column matrix or per-tap GEMMs, input gradient as a forward or col2im) against the
+/// by side, column matrix or per-tap GEMMs for the forward and the weight gradient, input
+/// gradient as a forward or col2im) against the
 /// reference, over the named problems and a random sweep; each one's
 /// weight gradient repeats bit for bit.
 #[test]
@@ -279,6 +280,9 @@ fn every_cpu_candidate_matches_the_reference() {
                     assert_eq!(got, run(), "CPU weight gradient {c} on {}", case.label);
                 }
                 seen.insert(c.to_string());
+                if op == Op::WeightGrad && c.columns == Some(false) {
+                    seen.insert("weight gradient per tap".into());
+                }
             }
         }
     }
@@ -288,6 +292,7 @@ fn every_cpu_candidate_matches_the_reference() {
         "columns=no",
         "as-forward=yes",
         "as-forward=no",
+        "weight gradient per tap",
     ] {
         assert!(seen.iter().any(|c| c.contains(knob)), "{knob}: {seen:?}");
     }

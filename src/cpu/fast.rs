@@ -79,8 +79,9 @@ pub struct CpuChoice {
     /// Portable weight gradient: images side by side in one GEMM (small planes), or one GEMM
     /// per image.
     pub side_by_side: Option<bool>,
-    /// Portable dense forward (and the input gradient as one): a column matrix (im2col) and
-    /// one GEMM, or one GEMM per tap reading X's (dY's) stride-phase planes in place.
+    /// Portable dense forward (and the input gradient as one) and weight gradient: a column
+    /// matrix (im2col) and one GEMM, or one GEMM per tap reading X's (dY's) stride-phase planes
+    /// in place.
     pub columns: Option<bool>,
     /// Portable stride-1 dense input gradient: as a forward over the flipped kernel
     /// ([`ConvProblem::input_grad_as_forward`]), with `columns` choosing how that forward runs,
@@ -126,7 +127,8 @@ impl CpuChoice {
             Some((true, fwd)) => Some(self.columns.unwrap_or_else(|| {
                 columns_default(Op::Forward, &fwd, images_in_parallel.unwrap_or(false))
             })),
-            None => taps_cover(op, pb).then(|| {
+            // Images side by side have one column matrix for the run (no per-tap form).
+            None => (taps_cover(op, pb) && side_by_side != Some(true)).then(|| {
                 let parallel = images_in_parallel.unwrap_or(false);
                 self.columns
                     .unwrap_or_else(|| columns_default(op, pb, parallel))
@@ -184,13 +186,13 @@ impl CpuChoice {
             .unwrap_or_else(|| CpuKernel::for_problem(pb, op))
     }
 
-    /// Whether the portable dense forward builds a column matrix (always, where the per-tap
-    /// GEMMs do not cover it).
-    fn columns(&self, pb: &ConvProblem) -> bool {
-        !taps_cover(Op::Forward, pb)
+    /// Whether the portable dense forward or weight gradient builds a column matrix (always,
+    /// where the per-tap GEMMs do not cover it).
+    fn columns(&self, op: Op, pb: &ConvProblem) -> bool {
+        !taps_cover(op, pb)
             || self
                 .columns
-                .unwrap_or_else(|| columns_default(Op::Forward, pb, self.parallel(pb)))
+                .unwrap_or_else(|| columns_default(op, pb, self.parallel(pb)))
     }
 
     /// Whether the portable stride-1 input gradient runs as a forward: as set, else when the
@@ -280,17 +282,17 @@ impl std::str::FromStr for CpuChoice {
     }
 }
 
-/// Whether the per-tap GEMMs ([`forward_taps`]) can run `op` of the dense problem `pb`: the
-/// forward of any problem with a kernel wider than 1×1 (a pointwise one needs no column
-/// matrix anyway), the input gradient where it is a stride-1 forward
-/// ([`ConvProblem::input_grad_as_forward`]).
+/// Whether the per-tap GEMMs ([`forward_taps`], [`weight_grad_taps`]) can run `op` of the
+/// dense problem `pb`: the forward and the weight gradient of any problem with a kernel wider
+/// than 1×1 (a pointwise one needs no column matrix anyway), the input gradient where it is a
+/// stride-1 forward ([`ConvProblem::input_grad_as_forward`]).
 fn taps_cover(op: Op, pb: &ConvProblem) -> bool {
     !pb.is_depthwise()
         && !pb.is_pointwise()
         && match op {
-            Op::Forward => true,
+            Op::Forward | Op::WeightGrad => true,
             Op::InputGrad => pb.input_grad_as_forward().is_some(),
-            _ => false,
+            Op::BiasGrad => false,
         }
 }
 
@@ -674,7 +676,7 @@ pub fn forward_choice(
     let _ = kernel;
     let mut y = if pb.is_depthwise() {
         crate::cpu::depthwise::forward(pb, x, w)
-    } else if !choice.columns(pb) {
+    } else if !choice.columns(Op::Forward, pb) {
         forward_taps(pb, x, w, choice.parallel(pb))?
     } else {
         let (cg, kg, pq) = (pb.c_per_group(), pb.k_per_group(), pb.p * pb.q);
@@ -1055,8 +1057,14 @@ fn weight_grad_gemm(
     let (cg, kg, pq) = (pb.c_per_group(), pb.k_per_group(), pb.p * pb.q);
     let crs = cg * pb.r * pb.s;
     let col_len = if pb.is_pointwise() { 0 } else { crs * pq };
+    // The per-tap form's dropped columns pair a zero dY with X values outside every window,
+    // which a NaN or ±∞ there would turn into NaN: such an X takes the column matrix.
+    let taps = !choice.columns(Op::WeightGrad, pb) && !has_nonfinite(x);
     // dW over the images in `range`, accumulated in order.
     let partial = |range: std::ops::Range<usize>, threads: Threads| {
+        if taps {
+            return weight_grad_taps(pb, dy, x, range, threads);
+        }
         let mut dw = vec![0f32; pb.w_len()];
         let mut col = Scratch::uninit(col_len);
         for n in range.clone() {
@@ -1101,6 +1109,88 @@ fn weight_grad_gemm(
 
 /// Runs of images the portable weight gradient sums separately before adding them in order.
 const IMAGE_RUNS: usize = 4;
+
+/// dW over `images`, accumulated in order, without a column matrix: per tap (r, s),
+/// dW[:, :, r, s] += dY_flat · X_rsᵀ, where dY_flat is dY laid out flat at the phase width (zero
+/// in the columns past Q) and X_rs the strided view of X's stride-phase planes that
+/// [`forward_taps`] reads. The GEMMs still pack X_rs, but no 9×-X column matrix is written and
+/// read back first. Each GEMM's output is small (K/groups × C/groups) and its reduction long,
+/// so the threads split the reduction: [`TAP_SPLITS`] fixed runs of the flat outputs, each
+/// summed over the images in order, then added in order (the same sums whatever the thread
+/// count). X must be finite (see [`weight_grad_gemm`]).
+fn weight_grad_taps(
+    pb: &ConvProblem,
+    dy: &[f32],
+    x: &[f32],
+    images: std::ops::Range<usize>,
+    threads: Threads,
+) -> Vec<f32> {
+    let (cg, kg, pq, rs) = (pb.c_per_group(), pb.k_per_group(), pb.p * pb.q, pb.r * pb.s);
+    let grid = PhaseGrid::new(pb);
+    let plane_len = grid.plane_len();
+    let flat = grid.flat_len(pb);
+    let mut planes = Scratch::uninit(PhaseGrid::count(pb) * pb.c * plane_len);
+    // Only the real columns are ever written: the others stay zero.
+    let mut grads = vec![0f32; pb.k * flat];
+    // Per run of flat outputs, dW by tap, [group][tap][k][c]: each tap's GEMM output contiguous.
+    let splits = TAP_SPLITS.min(flat);
+    let mut partials = vec![vec![0f32; pb.w_len()]; splits];
+    for n in images.clone() {
+        for_each_chunk(&mut planes, plane_len, threads, |i, plane| {
+            let src = &x[pb.x_index(n, i % pb.c, 0, 0)..][..pb.h * pb.w];
+            grid.fill(pb, src, i / pb.c, plane);
+        });
+        for (k, row) in grads.chunks_exact_mut(flat).enumerate() {
+            let g = &dy[pb.y_index(n, k, 0, 0)..][..pq];
+            for (p, src) in g.chunks_exact(pb.q).enumerate() {
+                row[p * grid.width..][..pb.q].copy_from_slice(src);
+            }
+        }
+        let run = |split: usize, dw_taps: &mut Vec<f32>| {
+            let (j0, j1) = (split * flat / splits, (split + 1) * flat / splits);
+            for g in 0..pb.params.groups {
+                let dy_g = Mat {
+                    data: &grads[g * kg * flat + j0..],
+                    rows: kg,
+                    cols: j1 - j0,
+                    row_stride: flat,
+                    col_stride: 1,
+                };
+                for t in 0..rs {
+                    let (phase, shift) = grid.tap(pb, t / pb.s, t % pb.s);
+                    let x_t = Mat {
+                        data: &planes[(phase * pb.c + g * cg) * plane_len + shift + j0..],
+                        rows: cg,
+                        cols: j1 - j0,
+                        row_stride: plane_len,
+                        col_stride: 1,
+                    };
+                    let dw_t = &mut dw_taps[(g * rs + t) * kg * cg..][..kg * cg];
+                    sgemm(dw_t, dy_g, x_t.t(), n > images.start, Threads::One);
+                }
+            }
+        };
+        match threads {
+            Threads::All => partials
+                .par_iter_mut()
+                .enumerate()
+                .for_each(|(i, d)| run(i, d)),
+            Threads::One => partials.iter_mut().enumerate().for_each(|(i, d)| run(i, d)),
+        }
+    }
+    let mut dw = vec![0f32; pb.w_len()];
+    for (i, d) in dw.iter_mut().enumerate() {
+        let (gk, c, t) = (i / (cg * rs), i / rs % cg, i % rs);
+        let (g, k) = (gk / kg, gk % kg);
+        let at = ((g * rs + t) * kg + k) * cg + c;
+        *d = partials.iter().map(|part| part[at]).sum();
+    }
+    dw
+}
+
+/// Runs of flat outputs [`weight_grad_taps`] reduces separately (a fixed count, so the sums do
+/// not depend on the thread count).
+const TAP_SPLITS: usize = 4;
 
 /// Output planes smaller than this take [`weight_grad_batched`]. (The same batching for the
 /// input gradient's column GEMM measured slower on resnet-3x3-7, 116–123 vs 143–158 GFLOP/s.)
