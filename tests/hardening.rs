@@ -277,12 +277,13 @@ fn nonfinite_inputs_outside_every_window_stay_out_of_the_weight_gradient() {
         CpuChoice::with_kernel(CpuKernel::Portable),
         per_tap,
     ];
-    for stride in [[1, 1], [2, 2]] {
+    // Planes of at least 256 outputs (16×16 and 17×17), where the per-tap form is offered.
+    for (stride, side) in [([1, 1], 18), ([2, 2], 35)] {
         for groups in [2, 1] {
             let params = ConvParams::default()
                 .groups(groups)
                 .stride(stride[0], stride[1]);
-            let pb = ConvProblem::new(&[1, 2, 7, 8], &[2, 2 / groups, 3, 3], params).unwrap();
+            let pb = ConvProblem::new(&[1, 2, side, side], &[2, 2 / groups, 3, 3], params).unwrap();
             let dy = rng.tensor(pb.y_len());
             let clean = rng.tensor(pb.x_len());
             for at in 0..pb.x_len() {

@@ -283,14 +283,18 @@ impl std::str::FromStr for CpuChoice {
 }
 
 /// Whether the per-tap GEMMs ([`forward_taps`], [`weight_grad_taps`]) can run `op` of the
-/// dense problem `pb`: the forward and the weight gradient of any problem with a kernel wider
-/// than 1×1 (a pointwise one needs no column matrix anyway), the input gradient where it is a
-/// stride-1 forward ([`ConvProblem::input_grad_as_forward`]).
+/// dense problem `pb`: the forward of any problem with a kernel wider than 1×1 (a pointwise one
+/// needs no column matrix anyway), the weight gradient of such a problem on planes of at least
+/// [`SMALL_PLANE`] outputs (on smaller ones each tap's GEMM writes K × C sums for a few dozen
+/// outputs: 18× slower than the images side by side on resnet-3x3-7, PERFORMANCE.md,
+/// #cpu-taps), the input gradient where it is a stride-1 forward
+/// ([`ConvProblem::input_grad_as_forward`]).
 fn taps_cover(op: Op, pb: &ConvProblem) -> bool {
     !pb.is_depthwise()
         && !pb.is_pointwise()
         && match op {
-            Op::Forward | Op::WeightGrad => true,
+            Op::Forward => true,
+            Op::WeightGrad => pb.p * pb.q >= SMALL_PLANE,
             Op::InputGrad => pb.input_grad_as_forward().is_some(),
             Op::BiasGrad => false,
         }
