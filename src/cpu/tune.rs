@@ -2,9 +2,11 @@
 //! remember the choice, as the GPU tuner ([`crate::gpu::tune`]) does for plans.
 //!
 //! The candidates are [`CpuChoice`]s: the direct kernels (AVX-512 or AVX2, where the CPU has
-//! them and they cover the problem) or the portable ones, and for the portable GEMM paths images across
-//! threads or threads inside each GEMM, and for the weight gradient images side by side in one
-//! GEMM or one GEMM per image. Choices that would run the same code are timed once
+//! them and they cover the problem) or the portable ones, and for the portable GEMM paths images
+//! across threads or threads inside each GEMM, a column matrix or one GEMM per tap (forward and
+//! weight gradient), the stride-1 input gradient as a forward or through col2im, and for the
+//! weight gradient images side by side in one GEMM or one GEMM per image. Choices that would
+//! run the same code are timed once
 //! ([`CpuChoice::resolve`]). Every candidate computes the same terms and is tested against the
 //! reference, so a choice changes speed only; each one's weight gradient sums in a fixed order,
 //! so it repeats bit for bit under one choice.
